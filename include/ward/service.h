@@ -1,0 +1,42 @@
+/* service.h — the frame of a ward daemon: flags and environment, logger, metrics,
+ * HTTP server, signals and graceful shutdown, so a service's main() is a table. */
+#ifndef WARD_SERVICE_H
+#define WARD_SERVICE_H
+
+#include <stddef.h>
+
+#include <ward/config.h>
+#include <ward/err.h>
+#include <ward/http.h>
+#include <ward/log.h>
+#include <ward/metrics.h>
+
+struct ward_service;
+
+struct ward_service_def {
+    const char *name;           /* "zakat-service": logs, --help, --version */
+    const char *version;
+    const char *summary;        /* one line for --help */
+    const char *default_listen; /* "127.0.0.1:8081" */
+    const struct ward_opt *opts; /* the service's own flags, after the common ones */
+    size_t nopts;
+    /* Registers routes and checks, opens stores. Non-OK ends the process with 1. */
+    enum ward_err (*setup)(struct ward_service *svc, void *arg);
+    /* Runs after the server stopped (close stores). May be NULL. */
+    void (*teardown)(struct ward_service *svc, void *arg);
+    void *arg;
+};
+
+/* Runs a daemon: blocks signals, parses the common flags (--listen, --log-level,
+ * --threads, --body-limit, --max-connections, --conn-timeout, --request-timeout,
+ * --shutdown-delay, --drain-timeout, --no-access-log, --help, --version) and def's own,
+ * each with its WARD_* variable; starts logging, metrics and the server; calls setup;
+ * serves until a signal and shuts down gracefully. Returns the process exit status:
+ * 0 clean, 1 failure or drain timeout, 2 bad flags. */
+int ward_service_main(const struct ward_service_def *def, int argc, char **argv);
+
+struct ward_server *ward_service_server(const struct ward_service *svc);
+struct ward_log *ward_service_log(const struct ward_service *svc);
+struct ward_metrics *ward_service_metrics(const struct ward_service *svc);
+
+#endif

@@ -1,0 +1,130 @@
+/* http_int.h — the server's and the request's insides, shared by server.c, request.c,
+ * router.c and health.c only. */
+#ifndef WARD_LIB_HTTP_INT_H
+#define WARD_LIB_HTTP_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include <ward/http.h>
+
+#include "trace.h"
+
+#define WARD_MAX_PARAMS 8
+#define WARD_MAX_SEGMENTS 16
+#define WARD_STATUS_SLOTS 600
+
+struct ward_route {
+    char *method;
+    char *pattern;
+    char *segs[WARD_MAX_SEGMENTS]; /* "{id}" segments are parameters */
+    size_t nseg;
+    ward_handler_fn fn;
+    void *arg;
+    struct ward_metric *duration;                             /* histogram child */
+    _Atomic(struct ward_metric *) by_status[WARD_STATUS_SLOTS]; /* counter children */
+};
+
+struct ward_router {
+    struct ward_route **routes;
+    size_t n, cap;
+};
+
+enum ward_match { WARD_MATCH_OK, WARD_MATCH_NOT_FOUND, WARD_MATCH_BAD_METHOD };
+
+struct ward_param {
+    const char *name; /* borrowed from the route */
+    char *value;      /* owned */
+};
+
+struct ward_check {
+    char *name;
+    ward_check_fn fn;
+    void *arg;
+};
+
+struct ward_hook {
+    ward_shutdown_fn fn;
+    void *arg;
+};
+
+struct ward_header {
+    char *name, *value;
+};
+
+struct ward_server {
+    struct ward_server_config cfg;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    struct ward_log *log;
+    struct ward_metrics *metrics;
+    struct MHD_Daemon *daemon;
+    uint16_t port;
+    struct ward_router router;
+    struct ward_route unmatched; /* metrics label for 404/405/early errors */
+    struct ward_check *checks;
+    size_t nchecks;
+    struct ward_hook *hooks;
+    size_t nhooks;
+    atomic_bool draining; /* health says 503 */
+    atomic_bool closing;  /* responses say Connection: close */
+    atomic_long inflight; /* requests begun and not completed */
+    int64_t start_wall, start_mono;
+    struct ward_metric_family *m_requests, *m_duration;
+    struct ward_metric *m_inflight;
+};
+
+enum ward_req_state {
+    WARD_REQ_READING,   /* headers seen, body may be arriving */
+    WARD_REQ_RUNNING,   /* handler called */
+    WARD_REQ_SUSPENDED, /* the handler will answer later */
+    WARD_REQ_ANSWERED,  /* a response is ready to queue */
+    WARD_REQ_QUEUED     /* handed to libmicrohttpd */
+};
+
+struct ward_req {
+    struct ward_server *srv;
+    struct MHD_Connection *conn;
+    const char *method, *path; /* borrowed from libmicrohttpd */
+    struct ward_route *route;
+    struct ward_param params[WARD_MAX_PARAMS];
+    size_t nparams;
+    char *body;
+    size_t body_len, body_cap, discarded;
+    struct ward_trace trace;
+    char request_id[WARD_REQUEST_ID_MAX + 1];
+    struct ward_log_ctx logctx;
+    int64_t start, deadline;
+    pthread_mutex_t lock; /* state and response, for answers from other threads */
+    enum ward_req_state state;
+    bool suspended; /* the handler suspended: queue only from the resumed call */
+    bool counted;   /* metrics already took this request */
+    struct MHD_Response *response;
+    int status;
+    size_t bytes;
+    struct ward_header *headers;
+    size_t nheaders;
+};
+
+/* router.c */
+enum ward_err ward__router_add(struct ward_router *r, const char *method, const char *pattern,
+                               ward_handler_fn fn, void *arg, struct ward_route **out);
+enum ward_match ward__router_match(const struct ward_router *r, struct ward_req *req);
+/* Writes the Allow header value for the path of req ("GET, HEAD, POST"). */
+void ward__router_allow(const struct ward_router *r, const char *path, char *buf, size_t size);
+void ward__router_free(struct ward_router *r);
+void ward__route_free_params(struct ward_req *req);
+
+/* request.c */
+struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *conn,
+                               const char *method, const char *path);
+void ward__req_free(struct ward_req *req);
+/* Queues the answer if one is ready; returns false when libmicrohttpd refused it. */
+bool ward__req_queue(struct ward_req *req);
+
+/* health.c */
+enum ward_err ward__health_routes(struct ward_server *srv);
+
+#endif

@@ -1,0 +1,266 @@
+/* request.c — one HTTP request: its accessors, its body as JSON, and its single answer,
+ * given by the handler or later from another thread. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ward/clock.h>
+
+#include "http_int.h"
+#include "random.h"
+
+struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *conn,
+                               const char *method, const char *path)
+{
+    struct ward_req *req = calloc(1, sizeof *req);
+    if (req == NULL)
+        return NULL;
+    if (pthread_mutex_init(&req->lock, NULL) != 0) {
+        free(req);
+        return NULL;
+    }
+    req->srv = srv;
+    req->conn = conn;
+    req->method = method;
+    req->path = path;
+    req->start = ward_clock_now(NULL);
+    req->deadline = req->start + srv->cfg.request_timeout;
+    req->state = WARD_REQ_READING;
+
+    const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid != NULL && ward__request_id_valid(rid))
+        memcpy(req->request_id, rid, strlen(rid) + 1);
+    else
+        ward__random_hex(req->request_id, 16);
+    ward__trace_continue(&req->trace,
+                         MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent"));
+    req->logctx.request_id = req->request_id;
+    req->logctx.trace_id = req->trace.trace_id;
+    return req;
+}
+
+void ward__req_free(struct ward_req *req)
+{
+    if (req == NULL)
+        return;
+    ward__route_free_params(req);
+    if (req->response != NULL)
+        MHD_destroy_response(req->response);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        free(req->headers[i].name);
+        free(req->headers[i].value);
+    }
+    free(req->headers);
+    free(req->body);
+    pthread_mutex_destroy(&req->lock);
+    free(req);
+}
+
+const char *ward_req_method(const struct ward_req *req) { return req->method; }
+const char *ward_req_path(const struct ward_req *req) { return req->path; }
+const char *ward_req_id(const struct ward_req *req) { return req->request_id; }
+const char *ward_req_traceparent(const struct ward_req *req) { return req->trace.traceparent; }
+const struct ward_log_ctx *ward_req_log_ctx(const struct ward_req *req) { return &req->logctx; }
+struct ward_log *ward_req_log(const struct ward_req *req) { return req->srv->log; }
+int64_t ward_req_deadline(const struct ward_req *req) { return req->deadline; }
+
+const char *ward_req_param(const struct ward_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->nparams; i++) {
+        /* route segments are "{name}" */
+        const char *seg = req->params[i].name;
+        size_t n = strlen(name);
+        if (strncmp(seg + 1, name, n) == 0 && seg[n + 1] == '}' && seg[n + 2] == '\0')
+            return req->params[i].value;
+    }
+    return NULL;
+}
+
+const char *ward_req_query(const struct ward_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *ward_req_header(const struct ward_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *ward_req_body(const struct ward_req *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body_len;
+    return req->body;
+}
+
+bool ward_req_json(struct ward_req *req, json_t **root)
+{
+    json_error_t jerr;
+    *root = NULL;
+    if (req->body_len == 0) {
+        ward_req_fail(req, WARD_PROBLEM_MALFORMED_JSON, "the request body is empty; send a JSON object");
+        return false;
+    }
+    json_t *doc = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        ward_req_fail(req, WARD_PROBLEM_MALFORMED_JSON, "%s (line %d, column %d)", jerr.text,
+                      jerr.line, jerr.column);
+        return false;
+    }
+    *root = doc;
+    return true;
+}
+
+bool ward_req_fields(struct ward_req *req, const struct ward_field *fields, size_t n,
+                     json_t **root)
+{
+    struct ward_problem *problem = NULL;
+    if (!ward_req_json(req, root))
+        return false;
+    enum ward_err err = ward_fields_parse(*root, fields, n, &problem);
+    if (err == WARD_ERR_OK)
+        return true;
+    json_decref(*root);
+    *root = NULL;
+    if (problem == NULL)
+        problem = ward_problem_new(WARD_PROBLEM_INTERNAL, "%s", ward_strerror(err));
+    ward_req_respond_problem(req, problem);
+    return false;
+}
+
+enum ward_err ward_req_set_header(struct ward_req *req, const char *name, const char *value)
+{
+    enum ward_err err = WARD_ERR_OK;
+    pthread_mutex_lock(&req->lock);
+    if (req->state >= WARD_REQ_ANSWERED) {
+        err = WARD_ERR_INVAL;
+        goto out;
+    }
+    struct ward_header *grown = realloc(req->headers, (req->nheaders + 1) * sizeof *grown);
+    if (grown == NULL) {
+        err = WARD_ERR_NOMEM;
+        goto out;
+    }
+    req->headers = grown;
+    struct ward_header *h = &req->headers[req->nheaders];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (h->name == NULL || h->value == NULL) {
+        free(h->name);
+        free(h->value);
+        err = WARD_ERR_NOMEM;
+        goto out;
+    }
+    req->nheaders++;
+out:
+    pthread_mutex_unlock(&req->lock);
+    return err;
+}
+
+/* Builds the libmicrohttpd response from body (taken over when must_free) and records
+ * it; resumes a suspended connection. Called once per request; later calls are dropped. */
+static void answer(struct ward_req *req, int status, const char *content_type, char *body,
+                   size_t len, bool must_free)
+{
+    struct MHD_Response *resp = NULL;
+    pthread_mutex_lock(&req->lock);
+    if (req->state >= WARD_REQ_ANSWERED)
+        goto drop;
+    resp = MHD_create_response_from_buffer(len, body,
+                                           must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        goto drop;
+    must_free = false;
+    bool ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES &&
+              MHD_add_response_header(resp, "X-Request-Id", req->request_id) == MHD_YES;
+    for (size_t i = 0; ok && i < req->nheaders; i++)
+        ok = MHD_add_response_header(resp, req->headers[i].name, req->headers[i].value) == MHD_YES;
+    if (ok && atomic_load(&req->srv->closing))
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
+    if (!ok) {
+        MHD_destroy_response(resp);
+        resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        len = 0;
+        if (resp == NULL)
+            goto drop;
+    }
+    bool resume = req->state == WARD_REQ_SUSPENDED;
+    req->response = resp;
+    req->status = status;
+    req->bytes = len;
+    req->state = WARD_REQ_ANSWERED;
+    pthread_mutex_unlock(&req->lock);
+    if (resume)
+        MHD_resume_connection(req->conn);
+    return;
+drop:
+    pthread_mutex_unlock(&req->lock);
+    if (must_free)
+        free(body);
+}
+
+bool ward__req_queue(struct ward_req *req)
+{
+    pthread_mutex_lock(&req->lock);
+    bool ok = true;
+    if (req->state == WARD_REQ_ANSWERED) {
+        ok = MHD_queue_response(req->conn, (unsigned)req->status, req->response) == MHD_YES;
+        req->state = WARD_REQ_QUEUED;
+    }
+    pthread_mutex_unlock(&req->lock);
+    return ok;
+}
+
+void ward_req_respond(struct ward_req *req, int status, const char *content_type,
+                      const char *body, size_t len)
+{
+    answer(req, status, content_type, (char *)(uintptr_t)body, len, false);
+}
+
+void ward_req_respond_json(struct ward_req *req, int status, json_t *body)
+{
+    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL) {
+        answer(req, 500, "text/plain", (char *)(uintptr_t) "out of memory\n", 14, false);
+        return;
+    }
+    answer(req, status, "application/json", text, strlen(text), true);
+}
+
+void ward_req_respond_problem(struct ward_req *req, struct ward_problem *p)
+{
+    json_t *doc = p != NULL ? ward_problem_to_json(p, req->path, req->request_id) : NULL;
+    int status = p != NULL ? ward_problem_status(p) : 500;
+    ward_problem_free(p);
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        answer(req, 500, "text/plain", (char *)(uintptr_t) "out of memory\n", 14, false);
+        return;
+    }
+    answer(req, status, "application/problem+json", text, strlen(text), true);
+}
+
+void ward_req_fail(struct ward_req *req, enum ward_problem_type type, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    ward_req_respond_problem(req, ward_problem_new(type, "%s", detail));
+}
+
+void ward_req_suspend(struct ward_req *req)
+{
+    pthread_mutex_lock(&req->lock);
+    if (req->state == WARD_REQ_RUNNING) {
+        req->state = WARD_REQ_SUSPENDED;
+        req->suspended = true;
+        MHD_suspend_connection(req->conn);
+    }
+    pthread_mutex_unlock(&req->lock);
+}

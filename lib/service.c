@@ -1,0 +1,122 @@
+/* service.c — ward_service_main: the common life of every ward daemon, from flags to
+ * graceful exit, so that each service's main() only declares itself. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ward/clock.h>
+#include <ward/service.h>
+
+struct ward_service {
+    const struct ward_service_def *def;
+    struct ward_log *log;
+    struct ward_metrics *metrics;
+    struct ward_server *server;
+};
+
+struct ward_server *ward_service_server(const struct ward_service *svc) { return svc->server; }
+struct ward_log *ward_service_log(const struct ward_service *svc) { return svc->log; }
+struct ward_metrics *ward_service_metrics(const struct ward_service *svc) { return svc->metrics; }
+
+/* Process facts every service exposes: start time and build information. */
+static enum ward_err static_metrics(struct ward_metrics *m, const struct ward_service_def *def)
+{
+    static const char *const labels[] = {"service", "version"};
+    struct ward_metric_family *start = ward_metrics_gauge(
+        m, "process_start_time_seconds", "Start time of the process since the Unix epoch in seconds.", 0, NULL);
+    struct ward_metric_family *info =
+        ward_metrics_gauge(m, "ward_build_info", "Always 1: the service name and version as labels.", 2, labels);
+    if (start == NULL || info == NULL)
+        return WARD_ERR_NOMEM;
+    const char *values[] = {def->name, def->version};
+    struct ward_metric *s = ward_metric_get(start, NULL);
+    struct ward_metric *i = ward_metric_get(info, values);
+    if (s == NULL || i == NULL)
+        return WARD_ERR_NOMEM;
+    ward_gauge_set(s, (double)ward_clock_wall() / 1e9);
+    ward_gauge_set(i, 1.0);
+    return WARD_ERR_OK;
+}
+
+int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
+{
+    int rc = 1;
+    struct ward_opt *opts = NULL;
+    struct ward_service svc = {.def = def};
+    bool set_up = false;
+    ward_signals_block();
+
+    struct ward_server_config cfg;
+    ward_server_config_defaults(&cfg);
+    cfg.service = def->name;
+    cfg.version = def->version;
+    cfg.listen = def->default_listen;
+    enum ward_log_level level = WARD_LOG_INFO;
+    bool no_access_log = false;
+    const struct ward_opt common[] = {
+        {"listen", "WARD_LISTEN", WARD_OPT_STRING, &cfg.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
+        {"log-level", "WARD_LOG_LEVEL", WARD_OPT_LOG_LEVEL, &level, "debug, info, warn, error or off", 0, 0},
+        {"threads", "WARD_THREADS", WARD_OPT_INT, &cfg.threads, "event-loop threads", 1, 256},
+        {"body-limit", "WARD_BODY_LIMIT", WARD_OPT_SIZE, &cfg.body_limit, "largest request body accepted (413 beyond)", 0, INT64_C(1) << 32},
+        {"max-connections", "WARD_MAX_CONNECTIONS", WARD_OPT_INT, &cfg.max_connections, "connections served at once", 1, 1000000},
+        {"conn-timeout", "WARD_CONN_TIMEOUT", WARD_OPT_DURATION, &cfg.conn_timeout, "how long a connection may idle or stall mid-request", WARD_NS_PER_S, 3600 * WARD_NS_PER_S},
+        {"request-timeout", "WARD_REQUEST_TIMEOUT", WARD_OPT_DURATION, &cfg.request_timeout, "longest deadline a request may have", 0, 0},
+        {"shutdown-delay", "WARD_SHUTDOWN_DELAY", WARD_OPT_DURATION, &cfg.shutdown_delay, "time still serving after SIGTERM, while deregistration spreads", 0, 0},
+        {"drain-timeout", "WARD_DRAIN_TIMEOUT", WARD_OPT_DURATION, &cfg.drain_timeout, "time in-flight requests get to finish on shutdown", 0, 0},
+        {"no-access-log", "WARD_NO_ACCESS_LOG", WARD_OPT_BOOL, &no_access_log, "do not log one line per request", 0, 0},
+    };
+    size_t ncommon = sizeof common / sizeof common[0];
+    size_t nopts = ncommon + def->nopts;
+    opts = calloc(nopts, sizeof *opts);
+    if (opts == NULL) {
+        fprintf(stderr, "%s: out of memory\n", def->name);
+        goto out;
+    }
+    memcpy(opts, common, sizeof common);
+    if (def->nopts > 0)
+        memcpy(opts + ncommon, def->opts, def->nopts * sizeof *opts);
+    switch (ward_config_parse(opts, nopts, argc, argv, def->name, def->version, stdout, stderr)) {
+    case WARD_CONFIG_OK:
+        break;
+    case WARD_CONFIG_EXIT:
+        rc = 0;
+        goto out;
+    case WARD_CONFIG_USAGE:
+        rc = 2;
+        goto out;
+    }
+    cfg.access_log = !no_access_log;
+
+    svc.log = ward_log_new(def->name, level, 2);
+    svc.metrics = ward_metrics_new();
+    if (svc.log == NULL || svc.metrics == NULL || static_metrics(svc.metrics, def) != WARD_ERR_OK) {
+        fprintf(stderr, "%s: out of memory\n", def->name);
+        goto out;
+    }
+    enum ward_err err = ward_server_new(&cfg, svc.log, svc.metrics, &svc.server);
+    if (err != WARD_ERR_OK) {
+        WARD_ERROR(svc.log, NULL, "bad server settings", WARD_S("listen", cfg.listen),
+                   WARD_S("error", ward_strerror(err)));
+        rc = err == WARD_ERR_ADDRESS ? 2 : 1;
+        goto out;
+    }
+    err = def->setup != NULL ? def->setup(&svc, def->arg) : WARD_ERR_OK;
+    if (err != WARD_ERR_OK) {
+        WARD_ERROR(svc.log, NULL, "setup failed", WARD_S("error", ward_strerror(err)));
+        goto out;
+    }
+    set_up = true;
+    if (ward_server_start(svc.server) != WARD_ERR_OK)
+        goto out;
+    WARD_INFO(svc.log, NULL, "listening", WARD_S("listen", cfg.listen),
+              WARD_I("port", ward_server_port(svc.server)), WARD_S("version", def->version));
+    rc = ward_server_run(svc.server);
+out:
+    ward_server_free(svc.server);
+    if (set_up && def->teardown != NULL)
+        def->teardown(&svc, def->arg);
+    ward_metrics_free(svc.metrics);
+    ward_log_free(svc.log);
+    free(opts);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/* trace.c — parsing and starting W3C traceparent values (Trace Context level 1). */
+#include "trace.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "random.h"
+
+static bool lower_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
+    }
+    return true;
+}
+
+static bool all_zero(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '0')
+            return false;
+    return true;
+}
+
+/* version "00" is exactly 55 bytes; a later version may append "-..." fields, which we
+ * drop (the spec says to parse the known prefix). "ff" is forbidden. */
+static bool parse(struct ward_trace *t, const char *h)
+{
+    size_t len = strlen(h);
+    if (len < WARD_TRACEPARENT_LEN || !lower_hex(h, 2) || memcmp(h, "ff", 2) == 0)
+        return false;
+    if (memcmp(h, "00", 2) == 0 && len != WARD_TRACEPARENT_LEN)
+        return false;
+    if (len > WARD_TRACEPARENT_LEN && h[WARD_TRACEPARENT_LEN] != '-')
+        return false;
+    if (h[2] != '-' || h[35] != '-' || h[52] != '-')
+        return false;
+    if (!lower_hex(h + 3, 32) || all_zero(h + 3, 32) || !lower_hex(h + 36, 16) ||
+        all_zero(h + 36, 16) || !lower_hex(h + 53, 2))
+        return false;
+    memcpy(t->trace_id, h + 3, 32);
+    t->trace_id[32] = '\0';
+    memcpy(t->parent_id, h + 36, 16);
+    t->parent_id[16] = '\0';
+    memcpy(t->flags, h + 53, 2);
+    t->flags[2] = '\0';
+    return true;
+}
+
+bool ward__trace_continue(struct ward_trace *t, const char *header)
+{
+    bool continued = header != NULL && parse(t, header);
+    if (!continued) {
+        ward__random_hex(t->trace_id, 16);
+        t->parent_id[0] = '\0';
+        memcpy(t->flags, "01", 3);
+    }
+    ward__random_hex(t->span_id, 8);
+    snprintf(t->traceparent, sizeof t->traceparent, "00-%s-%s-%s", t->trace_id, t->span_id,
+             t->flags);
+    return continued;
+}
+
+bool ward__request_id_valid(const char *value)
+{
+    size_t n = 0;
+    for (; value[n] != '\0'; n++) {
+        unsigned char c = (unsigned char)value[n];
+        if (c < 0x21 || c > 0x7e || n >= WARD_REQUEST_ID_MAX)
+            return false;
+    }
+    return n > 0;
+}

@@ -1,0 +1,28 @@
+/* trace.h — W3C Trace Context (traceparent) and request IDs. */
+#ifndef WARD_LIB_TRACE_H
+#define WARD_LIB_TRACE_H
+
+#include <stdbool.h>
+
+#define WARD_TRACE_ID_LEN 32
+#define WARD_SPAN_ID_LEN 16
+#define WARD_TRACEPARENT_LEN 55
+#define WARD_REQUEST_ID_MAX 128
+
+struct ward_trace {
+    char trace_id[WARD_TRACE_ID_LEN + 1];
+    char parent_id[WARD_SPAN_ID_LEN + 1]; /* the caller's span; "" when we started the trace */
+    char span_id[WARD_SPAN_ID_LEN + 1];   /* this hop's span */
+    char flags[3];
+    char traceparent[WARD_TRACEPARENT_LEN + 1]; /* to send downstream: our span */
+};
+
+/* Continues the trace of header (a traceparent value, may be NULL) or, when it is
+ * missing or invalid, starts a new one (sampled flag 01). Always gives a new span ID.
+ * Returns true when the header was continued. */
+bool ward__trace_continue(struct ward_trace *t, const char *header);
+
+/* True when value is an acceptable incoming X-Request-Id: 1..128 visible ASCII bytes. */
+bool ward__request_id_valid(const char *value);
+
+#endif
