@@ -40,8 +40,9 @@ struct ward_kv {
 
 /* A logger for service that writes to fd (usually 2) at level and above. Lines are
  * buffered and written by a background thread at least every 50 ms, when the buffer
- * fills, and at once for WARN and ERROR. Returns NULL when out of memory or when the
- * thread cannot start. The caller owns it: ward_log_free() flushes and releases. */
+ * fills, and at once for WARN and ERROR. Returns NULL when fd < 0, when level is not one
+ * of enum ward_log_level, when out of memory or when the thread cannot start. The caller
+ * owns it: ward_log_free() flushes and releases. */
 struct ward_log *ward_log_new(const char *service, enum ward_log_level level, int fd);
 
 /* Flushes what is buffered, stops the thread and frees. NULL is a no-op. */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -79,6 +80,10 @@ static pid_t spawn(const char *path, const char *const *argv, int out_fd, int er
     cr_assert(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
         setpgid(0, 0);
+        /* if the test dies (a failed assertion ends it at once), the daemon goes too */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(127);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -118,6 +123,7 @@ struct h_proc *h_start(const char *binary, const char *const *args)
     json_t *line = h_log_wait(p, "\"msg\":\"listening\"", 10000);
     if (line == NULL) {
         h_log_dump(p);
+        kill(-p->pid, SIGKILL);
         cr_assert_fail("%s did not start listening", binary);
     }
     p->port = (uint16_t)json_integer_value(json_object_get(line, "port"));
@@ -133,6 +139,7 @@ struct h_proc *h_start(const char *binary, const char *const *args)
         }
     }
     h_log_dump(p);
+    kill(-p->pid, SIGKILL);
     cr_assert_fail("%s never became ready", binary);
     return NULL;
 }
