@@ -221,6 +221,15 @@ void ward_req_respond(struct ward_req *req, int status, const char *content_type
 
 void ward_req_respond_json(struct ward_req *req, int status, json_t *body)
 {
+    /* most answers fit on the stack: json_dumpb there saves the growing heap buffer
+     * json_dumps would build, and libmicrohttpd copies the bytes once */
+    char stack[2048];
+    size_t len = body != NULL ? json_dumpb(body, stack, sizeof stack, JSON_COMPACT) : 0;
+    if (len > 0 && len <= sizeof stack) {
+        json_decref(body);
+        answer(req, status, "application/json", stack, len, false);
+        return;
+    }
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {

@@ -1,7 +1,6 @@
 /* trace.c — parsing and starting W3C traceparent values (Trace Context level 1). */
 #include "trace.h"
 
-#include <stdio.h>
 #include <string.h>
 
 #include "random.h"
@@ -58,8 +57,14 @@ bool ward__trace_continue(struct ward_trace *t, const char *header)
         memcpy(t->flags, "01", 3);
     }
     ward__random_hex(t->span_id, 8);
-    snprintf(t->traceparent, sizeof t->traceparent, "00-%s-%s-%s", t->trace_id, t->span_id,
-             t->flags);
+    /* "00-" trace "-" span "-" flags, assembled without printf on every request */
+    char *p = t->traceparent;
+    memcpy(p, "00-", 3);
+    memcpy(p + 3, t->trace_id, WARD_TRACE_ID_LEN);
+    p[35] = '-';
+    memcpy(p + 36, t->span_id, WARD_SPAN_ID_LEN);
+    p[52] = '-';
+    memcpy(p + 53, t->flags, 3);
     return continued;
 }
 

@@ -7,7 +7,7 @@ set -euo pipefail
 build_pkgs=(gcc make cmake pkg-config libc6-dev
             libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev)
 test_pkgs=(libcriterion-dev prometheus)
-bench_pkgs=(wrk util-linux)
+bench_pkgs=(wrk util-linux curl golang-go)
 
 want=("${build_pkgs[@]}")
 case "${1:-run}" in

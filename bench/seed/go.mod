@@ -1,0 +1,3 @@
+module ward.bench/seed
+
+go 1.19
