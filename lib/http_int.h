@@ -74,6 +74,12 @@ struct ward_server {
     int64_t start_wall, start_mono;
     struct ward_metric_family *m_requests, *m_duration;
     struct ward_metric *m_inflight;
+    /* deadline watchdog of suspended requests (watchdog.c) */
+    pthread_t wd_thread;
+    bool wd_running, wd_stop;
+    pthread_mutex_t wd_lock;
+    pthread_cond_t wd_cond;
+    struct ward_req *wd_head; /* suspended requests, unordered */
 };
 
 enum ward_req_state {
@@ -106,6 +112,10 @@ struct ward_req {
     size_t bytes;
     struct ward_header *headers;
     size_t nheaders;
+    atomic_int refs;  /* libmicrohttpd's, the suspended handler's, the watchdog's */
+    bool handler_ref; /* the handler holds a reference until it answers */
+    bool wd_linked;   /* on the watchdog list (under wd_lock) */
+    struct ward_req *wd_prev, *wd_next;
 };
 
 /* router.c */
@@ -120,9 +130,19 @@ void ward__route_free_params(struct ward_req *req);
 /* request.c */
 struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *conn,
                                const char *method, const char *path);
-void ward__req_free(struct ward_req *req);
+/* Drops a reference; the last one frees the request. */
+void ward__req_unref(struct ward_req *req);
+/* Answers 504 for a suspended request whose deadline passed (the watchdog's call). */
+void ward__req_expire(struct ward_req *req);
 /* Queues the answer if one is ready; returns false when libmicrohttpd refused it. */
 bool ward__req_queue(struct ward_req *req);
+
+/* watchdog.c: answers 504 for suspended requests past their deadline */
+enum ward_err ward__watchdog_start(struct ward_server *srv);
+void ward__watchdog_stop(struct ward_server *srv);
+void ward__watchdog_add(struct ward_server *srv, struct ward_req *req);
+void ward__watchdog_remove(struct ward_server *srv, struct ward_req *req);
+void ward__watchdog_remove_locked(struct ward_server *srv, struct ward_req *req);
 
 /* health.c */
 enum ward_err ward__health_routes(struct ward_server *srv);

@@ -27,6 +27,7 @@ struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *c
     req->start = ward_clock_now(NULL);
     req->deadline = req->start + srv->cfg.request_timeout;
     req->state = WARD_REQ_READING;
+    atomic_init(&req->refs, 1);
 
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid != NULL && ward__request_id_valid(rid))
@@ -40,10 +41,8 @@ struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *c
     return req;
 }
 
-void ward__req_free(struct ward_req *req)
+static void req_free(struct ward_req *req)
 {
-    if (req == NULL)
-        return;
     ward__route_free_params(req);
     if (req->response != NULL)
         MHD_destroy_response(req->response);
@@ -55,6 +54,12 @@ void ward__req_free(struct ward_req *req)
     free(req->body);
     pthread_mutex_destroy(&req->lock);
     free(req);
+}
+
+void ward__req_unref(struct ward_req *req)
+{
+    if (req != NULL && atomic_fetch_sub(&req->refs, 1) == 1)
+        req_free(req);
 }
 
 const char *ward_req_method(const struct ward_req *req) { return req->method; }
@@ -160,8 +165,22 @@ out:
 
 /* Builds the libmicrohttpd response from body (taken over when must_free) and records
  * it; resumes a suspended connection. Called once per request; later calls are dropped. */
+/* After the answer of a suspended handler, its reference goes: the request may be freed
+ * as soon as this returns. */
+static void release_handler(struct ward_req *req, bool by_handler)
+{
+    if (!by_handler)
+        return;
+    pthread_mutex_lock(&req->lock);
+    bool held = req->handler_ref;
+    req->handler_ref = false;
+    pthread_mutex_unlock(&req->lock);
+    if (held)
+        ward__req_unref(req);
+}
+
 static void answer(struct ward_req *req, int status, const char *content_type, char *body,
-                   size_t len, bool must_free)
+                   size_t len, bool must_free, bool by_handler)
 {
     struct MHD_Response *resp = NULL;
     pthread_mutex_lock(&req->lock);
@@ -192,13 +211,17 @@ static void answer(struct ward_req *req, int status, const char *content_type, c
     req->bytes = len;
     req->state = WARD_REQ_ANSWERED;
     pthread_mutex_unlock(&req->lock);
-    if (resume)
+    if (resume) {
+        ward__watchdog_remove(req->srv, req);
         MHD_resume_connection(req->conn);
+    }
+    release_handler(req, by_handler);
     return;
 drop:
     pthread_mutex_unlock(&req->lock);
     if (must_free)
         free(body);
+    release_handler(req, by_handler);
 }
 
 bool ward__req_queue(struct ward_req *req)
@@ -216,7 +239,7 @@ bool ward__req_queue(struct ward_req *req)
 void ward_req_respond(struct ward_req *req, int status, const char *content_type,
                       const char *body, size_t len)
 {
-    answer(req, status, content_type, (char *)(uintptr_t)body, len, false);
+    answer(req, status, content_type, (char *)(uintptr_t)body, len, false, true);
 }
 
 void ward_req_respond_json(struct ward_req *req, int status, json_t *body)
@@ -227,19 +250,19 @@ void ward_req_respond_json(struct ward_req *req, int status, json_t *body)
     size_t len = body != NULL ? json_dumpb(body, stack, sizeof stack, JSON_COMPACT) : 0;
     if (len > 0 && len <= sizeof stack) {
         json_decref(body);
-        answer(req, status, "application/json", stack, len, false);
+        answer(req, status, "application/json", stack, len, false, true);
         return;
     }
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {
-        answer(req, 500, "text/plain", (char *)(uintptr_t) "out of memory\n", 14, false);
+        answer(req, 500, "text/plain", (char *)(uintptr_t) "out of memory\n", 14, false, true);
         return;
     }
-    answer(req, status, "application/json", text, strlen(text), true);
+    answer(req, status, "application/json", text, strlen(text), true, true);
 }
 
-void ward_req_respond_problem(struct ward_req *req, struct ward_problem *p)
+static void respond_problem(struct ward_req *req, struct ward_problem *p, bool by_handler)
 {
     json_t *doc = p != NULL ? ward_problem_to_json(p, req->path, req->request_id) : NULL;
     int status = p != NULL ? ward_problem_status(p) : 500;
@@ -247,10 +270,22 @@ void ward_req_respond_problem(struct ward_req *req, struct ward_problem *p)
     char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (text == NULL) {
-        answer(req, 500, "text/plain", (char *)(uintptr_t) "out of memory\n", 14, false);
+        answer(req, 500, "text/plain", (char *)(uintptr_t) "out of memory\n", 14, false, by_handler);
         return;
     }
-    answer(req, status, "application/problem+json", text, strlen(text), true);
+    answer(req, status, "application/problem+json", text, strlen(text), true, by_handler);
+}
+
+void ward_req_respond_problem(struct ward_req *req, struct ward_problem *p)
+{
+    respond_problem(req, p, true);
+}
+
+void ward__req_expire(struct ward_req *req)
+{
+    respond_problem(req, ward_problem_new(WARD_PROBLEM_DEADLINE_EXCEEDED,
+                                          "the request's deadline passed before it was answered"),
+                    false);
 }
 
 void ward_req_fail(struct ward_req *req, enum ward_problem_type type, const char *fmt, ...)
@@ -266,10 +301,16 @@ void ward_req_fail(struct ward_req *req, enum ward_problem_type type, const char
 void ward_req_suspend(struct ward_req *req)
 {
     pthread_mutex_lock(&req->lock);
+    bool watch = false;
     if (req->state == WARD_REQ_RUNNING) {
         req->state = WARD_REQ_SUSPENDED;
         req->suspended = true;
+        req->handler_ref = true;
+        atomic_fetch_add(&req->refs, 1);
         MHD_suspend_connection(req->conn);
+        watch = true;
     }
     pthread_mutex_unlock(&req->lock);
+    if (watch)
+        ward__watchdog_add(req->srv, req);
 }

@@ -226,7 +226,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
             count(srv, req, elapsed);
         ward_gauge_add(srv->m_inflight, -1.0);
     }
-    ward__req_free(req);
+    ward__req_unref(req);
     atomic_fetch_sub(&srv->inflight, 1);
 }
 
@@ -424,6 +424,8 @@ enum ward_err ward_server_start(struct ward_server *srv)
          (intptr_t)srv->cfg.threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
+    if (ward__watchdog_start(srv) != WARD_ERR_OK)
+        return WARD_ERR_SYSTEM;
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
                                    MHD_OPTION_ARRAY, opts,
                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -513,6 +515,8 @@ static int shutdown_with(struct ward_server *srv, const sigset_t *sigs)
             second_signal(srv);
     }
     long left = atomic_load(&srv->inflight);
+    /* the watchdog first: it must not resume a connection of a stopped daemon */
+    ward__watchdog_stop(srv);
     if (srv->daemon != NULL) {
         MHD_stop_daemon(srv->daemon);
         srv->daemon = NULL;
@@ -547,6 +551,7 @@ void ward_server_free(struct ward_server *srv)
 {
     if (srv == NULL)
         return;
+    ward__watchdog_stop(srv);
     if (srv->daemon != NULL)
         MHD_stop_daemon(srv->daemon);
     ward__router_free(&srv->router);

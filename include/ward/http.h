@@ -147,8 +147,10 @@ void ward_req_fail(struct ward_req *req, enum ward_problem_type type, const char
     __attribute__((format(printf, 3, 4)));
 
 /* Declares that the handler returns without answering: the connection is suspended and
- * the answer comes later through a ward_req_respond* call from any thread. Graceful
- * shutdown waits for it within the drain timeout. */
+ * the answer comes later through a ward_req_respond* call from any thread. Call it before
+ * handing req to another thread. If the deadline passes first, the server answers 504
+ * and the late answer is dropped; the handler must answer all the same, because its
+ * answer releases req. Graceful shutdown waits for it within the drain timeout. */
 void ward_req_suspend(struct ward_req *req);
 
 #endif

@@ -34,6 +34,14 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
+static void call_with(const char *method, const char *path, const char *body, const char *header,
+                      struct reply *r);
+
+static void call(const char *method, const char *path, const char *body, struct reply *r)
+{
+    call_with(method, path, body, NULL, r);
+}
+
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
     struct reply *r = arg;
@@ -46,7 +54,8 @@ static size_t on_header(char *p, size_t size, size_t n, void *arg)
     return len;
 }
 
-static void call(const char *method, const char *path, const char *body, struct reply *r)
+static void call_with(const char *method, const char *path, const char *body, const char *header,
+                      struct reply *r)
 {
     memset(r, 0, sizeof *r);
     char url[256];
@@ -54,6 +63,8 @@ static void call(const char *method, const char *path, const char *body, struct 
     CURL *c = curl_easy_init();
     cr_assert_not_null(c);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (header != NULL)
+        h = curl_slist_append(h, header);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "HEAD") == 0)
@@ -114,6 +125,16 @@ static void race_handler(struct ward_req *req, void *arg)
     pthread_join(t, NULL);
 }
 
+static struct ward_req *hung;
+
+/* suspends and leaves the answer to the test, after the deadline */
+static void hang_handler(struct ward_req *req, void *arg)
+{
+    (void)arg;
+    ward_req_suspend(req);
+    hung = req;
+}
+
 static void silent_handler(struct ward_req *req, void *arg)
 {
     (void)req, (void)arg;
@@ -149,6 +170,7 @@ static void setup(void)
     cr_assert_eq(ward_server_route(srv, "POST", "/later", suspend_handler, NULL), WARD_ERR_OK);
     cr_assert_eq(ward_server_route(srv, "POST", "/race", race_handler, NULL), WARD_ERR_OK);
     cr_assert_eq(ward_server_route(srv, "GET", "/silent", silent_handler, NULL), WARD_ERR_OK);
+    cr_assert_eq(ward_server_route(srv, "GET", "/hang", hang_handler, NULL), WARD_ERR_OK);
     cr_assert_eq(ward_server_add_check(srv, "database", db_check, &db_down), WARD_ERR_OK);
     cr_assert_eq(ward_server_on_shutdown(srv, hook, NULL), WARD_ERR_OK);
     cr_assert_eq(ward_server_start(srv), WARD_ERR_OK);
@@ -207,6 +229,24 @@ Test(http, answer_before_the_handler_returns)
         call("POST", "/race", "{}", &r);
         cr_assert_eq(r.status, 200);
     }
+}
+
+Test(http, suspended_request_past_its_deadline_is_504)
+{
+    struct reply r;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    call_with("GET", "/hang", NULL, "X-Request-Timeout-Ms: 150", &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_eq(r.status, 504, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, "deadline-exceeded"));
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert(took >= 0.14 && took < 5.0, "took %f s", took);
+    /* the handler's late answer is dropped, and releases the request */
+    cr_assert_not_null(hung);
+    ward_req_respond(hung, 200, "application/json", "{}", 2);
+    call("GET", "/health", NULL, &r);
+    cr_assert_eq(r.status, 200);
 }
 
 Test(http, handler_without_answer_is_500_problem)

@@ -1,0 +1,125 @@
+/* watchdog.c — gives up on suspended requests whose deadline passed: one thread per server
+ * sleeps until the earliest deadline and answers 504 in the handler's stead (the handler's
+ * own answer, when it comes, is then dropped). */
+#include <time.h>
+
+#include <ward/clock.h>
+
+#include "http_int.h"
+
+static void *watch(void *arg)
+{
+    struct ward_server *srv = arg;
+    pthread_mutex_lock(&srv->wd_lock);
+    while (!srv->wd_stop) {
+        int64_t now = ward_clock_now(NULL);
+        int64_t next = INT64_MAX;
+        struct ward_req *due = NULL;
+        for (struct ward_req *r = srv->wd_head; r != NULL; r = r->wd_next) {
+            if (r->deadline <= now) {
+                due = r;
+                break;
+            }
+            if (r->deadline < next)
+                next = r->deadline;
+        }
+        if (due != NULL) {
+            /* unlink, hold a reference so the request outlives our answer, answer unlocked */
+            ward__watchdog_remove_locked(srv, due);
+            atomic_fetch_add(&due->refs, 1);
+            pthread_mutex_unlock(&srv->wd_lock);
+            ward__req_expire(due);
+            ward__req_unref(due);
+            pthread_mutex_lock(&srv->wd_lock);
+            continue;
+        }
+        if (next == INT64_MAX) {
+            pthread_cond_wait(&srv->wd_cond, &srv->wd_lock);
+        } else {
+            struct timespec ts = {.tv_sec = next / WARD_NS_PER_S, .tv_nsec = next % WARD_NS_PER_S};
+            int rc = pthread_cond_timedwait(&srv->wd_cond, &srv->wd_lock, &ts);
+            (void)rc; /* timeout or signal: look again either way */
+        }
+    }
+    pthread_mutex_unlock(&srv->wd_lock);
+    return NULL;
+}
+
+enum ward_err ward__watchdog_start(struct ward_server *srv)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0)
+        return WARD_ERR_SYSTEM;
+    /* deadlines are CLOCK_MONOTONIC (ward_clock_now) */
+    bool ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
+              pthread_cond_init(&srv->wd_cond, &attr) == 0;
+    pthread_condattr_destroy(&attr);
+    if (!ok)
+        return WARD_ERR_SYSTEM;
+    if (pthread_mutex_init(&srv->wd_lock, NULL) != 0) {
+        pthread_cond_destroy(&srv->wd_cond);
+        return WARD_ERR_SYSTEM;
+    }
+    srv->wd_stop = false;
+    /* the thread must not take the signals meant for ward_server_run */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&srv->wd_thread, NULL, watch, srv);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_mutex_destroy(&srv->wd_lock);
+        pthread_cond_destroy(&srv->wd_cond);
+        return WARD_ERR_SYSTEM;
+    }
+    srv->wd_running = true;
+    return WARD_ERR_OK;
+}
+
+void ward__watchdog_stop(struct ward_server *srv)
+{
+    if (!srv->wd_running)
+        return;
+    pthread_mutex_lock(&srv->wd_lock);
+    srv->wd_stop = true;
+    pthread_cond_signal(&srv->wd_cond);
+    pthread_mutex_unlock(&srv->wd_lock);
+    pthread_join(srv->wd_thread, NULL);
+    pthread_mutex_destroy(&srv->wd_lock);
+    pthread_cond_destroy(&srv->wd_cond);
+    srv->wd_running = false;
+}
+
+void ward__watchdog_add(struct ward_server *srv, struct ward_req *req)
+{
+    pthread_mutex_lock(&srv->wd_lock);
+    req->wd_prev = NULL;
+    req->wd_next = srv->wd_head;
+    if (srv->wd_head != NULL)
+        srv->wd_head->wd_prev = req;
+    srv->wd_head = req;
+    req->wd_linked = true;
+    pthread_cond_signal(&srv->wd_cond);
+    pthread_mutex_unlock(&srv->wd_lock);
+}
+
+void ward__watchdog_remove_locked(struct ward_server *srv, struct ward_req *req)
+{
+    if (!req->wd_linked)
+        return;
+    if (req->wd_prev != NULL)
+        req->wd_prev->wd_next = req->wd_next;
+    else
+        srv->wd_head = req->wd_next;
+    if (req->wd_next != NULL)
+        req->wd_next->wd_prev = req->wd_prev;
+    req->wd_prev = req->wd_next = NULL;
+    req->wd_linked = false;
+}
+
+void ward__watchdog_remove(struct ward_server *srv, struct ward_req *req)
+{
+    pthread_mutex_lock(&srv->wd_lock);
+    ward__watchdog_remove_locked(srv, req);
+    pthread_mutex_unlock(&srv->wd_lock);
+}
