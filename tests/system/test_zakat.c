@@ -443,3 +443,54 @@ Test(zakat, metrics_count_requests_and_pass_promtool)
     cr_assert_eq(st, 0, "promtool check metrics failed (status %d) on:\n%s", st, r.body);
     h_resp_free(&r);
 }
+
+/* Mutations of good bodies (bytes flipped, cut, repeated) must all be 200 or a 4xx
+ * problem: never a 5xx, a hang or a crash (the fixture checks the exit status). */
+Test(zakat, mutated_bodies_never_get_5xx)
+{
+    static const char *const seeds[] = {
+        "{\"wealth\":10000,\"nisab\":5000}",
+        "{\"wealth\":\"123.45\",\"gold_price_per_gram\":\"65.10\",\"currency\":\"EUR\"}",
+        "{\"wealth\":1e3,\"silver_price_per_gram\":0.5,\"currency\":\"KWD\"}",
+    };
+    static const char alphabet[] = "{}[]\":,.-+eE0123456789 \\u\"nulltruefalseNaN\x01\xff";
+    unsigned seed = 12345;
+    for (int i = 0; i < 300; i++) {
+        char body[256];
+        const char *base = seeds[i % 3];
+        size_t n = strlen(base);
+        memcpy(body, base, n + 1);
+        int edits = 1 + (int)(rand_r(&seed) % 4);
+        for (int e = 0; e < edits; e++) {
+            size_t at = (size_t)rand_r(&seed) % n;
+            switch (rand_r(&seed) % 3) {
+            case 0: /* replace a byte */
+                body[at] = alphabet[(size_t)rand_r(&seed) % (sizeof alphabet - 1)];
+                break;
+            case 1: /* cut */
+                body[at] = '\0';
+                n = at;
+                break;
+            default: /* duplicate the tail */
+                if (n + (n - at) < sizeof body) {
+                    memmove(body + n, body + at, n - at);
+                    n += n - at;
+                    body[n] = '\0';
+                }
+                break;
+            }
+            if (n == 0)
+                break;
+        }
+        struct h_resp r;
+        cr_assert(h_http(svc->port, "POST", "/calculate", json_ct, body, n, &r), "transport error on %s", body);
+        cr_assert(r.status == 200 || (r.status >= 400 && r.status < 500), "%ld for body %.*s: %s", r.status,
+                  (int)n, body, r.body);
+        if (r.status != 200) {
+            char *ct = h_resp_header(&r, "Content-Type");
+            cr_assert_str_eq(ct, "application/problem+json");
+            free(ct);
+        }
+        h_resp_free(&r);
+    }
+}
