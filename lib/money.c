@@ -271,7 +271,7 @@ json_t *ward_money_to_json(int64_t minor, const struct ward_currency *cur)
 
     if (len < 0)
         return NULL;
-    return json_stringn(buf, (size_t)len);
+    return json_stringn_nocheck(buf, (size_t)len); /* digits, sign and point: ASCII */
 }
 
 enum ward_err ward_money_add(int64_t a, int64_t b, int64_t *out)
