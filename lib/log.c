@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -313,7 +314,8 @@ enum ward_err ward_log_level_parse(const char *text, enum ward_log_level *out)
     enum ward_err err = WARD_ERR_INVAL;
 
     for (int i = WARD_LOG_DEBUG; text != NULL && out != NULL && i <= WARD_LOG_OFF; i++) {
-        if (strcmp(text, level_names[i]) == 0) {
+        /* operators write WARD_LOG_LEVEL=INFO as often as info */
+        if (strcasecmp(text, level_names[i]) == 0) {
             *out = (enum ward_log_level)i;
             err = WARD_ERR_OK;
             break;

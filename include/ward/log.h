@@ -57,7 +57,7 @@ void ward_log_set_level(struct ward_log *log, enum ward_log_level level);
 /* Writes everything buffered so far before returning. */
 void ward_log_flush(struct ward_log *log);
 
-/* Parses "debug", "info", "warn", "error" or "off". */
+/* Parses "debug", "info", "warn", "error" or "off", in any case. */
 WARD_MUST_CHECK enum ward_err ward_log_level_parse(const char *text, enum ward_log_level *out);
 
 const char *ward_log_level_name(enum ward_log_level level);

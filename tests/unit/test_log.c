@@ -461,10 +461,15 @@ Test(log, free_writes_what_is_buffered)
     close(fd);
 }
 
-Test(log, level_parse_accepts_the_five_names_only)
+Test(log, level_parse_accepts_the_five_names_in_any_case)
 {
     static const char *const names[] = {"debug", "info", "warn", "error", "off"};
-    static const char *const bad[] = {"", "INFO", "Info", "warning", "err", "infos", "trace", " info"};
+    static const char *const bad[] = {"", "warning", "err", "infos", "trace", " info", "info "};
+    enum ward_log_level upper = WARD_LOG_DEBUG;
+    cr_assert_eq(ward_log_level_parse("INFO", &upper), WARD_ERR_OK);
+    cr_assert_eq(upper, WARD_LOG_INFO);
+    cr_assert_eq(ward_log_level_parse("Warn", &upper), WARD_ERR_OK);
+    cr_assert_eq(upper, WARD_LOG_WARN);
     enum ward_log_level lv = WARD_LOG_INFO;
 
     for (int i = 0; i < 5; i++) {
