@@ -1,10 +1,11 @@
 # The two commands of the README: `make run` and `make test`. CMake does the building.
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+TSAN_BUILD ?= build-tsan
 JOBS       ?= 2
 CMAKE_ARGS ?=
 
-.PHONY: all build build-asan run test test-normal test-asan deps-run deps-test bench install clean
+.PHONY: all build build-asan build-tsan run test test-normal test-asan test-tsan deps-run deps-test bench install clean
 
 all: build
 
@@ -22,6 +23,10 @@ build-asan: deps-test
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DWARD_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 
+build-tsan: deps-test
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWARD_TSAN=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(TSAN_BUILD) -j $(JOBS)
+
 # Starts the stack in the foreground; Ctrl-C shuts it down gracefully.
 run: build
 	exec $(BUILD)/bin/zakat-service
@@ -29,6 +34,7 @@ run: build
 test: deps-test
 	@$(MAKE) --no-print-directory test-normal
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-tsan
 
 test-normal: build
 	ctest --test-dir $(BUILD) --output-on-failure --timeout 300
@@ -39,6 +45,11 @@ test-asan: build-asan
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ctest --test-dir $(ASAN_BUILD) --output-on-failure --timeout 600
 
+# The concurrency tests under ThreadSanitizer: a data race fails the run.
+test-tsan: build-tsan
+	TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	ctest --test-dir $(TSAN_BUILD) --output-on-failure --timeout 600 --no-tests=ignore
+
 bench: build
 	@scripts/deps.sh bench
 	bench/zakat.sh
@@ -47,4 +58,4 @@ install: build
 	cmake --install $(BUILD)
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)

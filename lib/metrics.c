@@ -282,9 +282,16 @@ struct ward_metrics *ward_metrics_new(void)
 {
     struct ward_metrics *reg = calloc(1, sizeof *reg);
 
-    if (reg != NULL && pthread_mutex_init(&reg->lock, NULL) != 0) {
+    if (reg == NULL)
+        return NULL;
+    if (pthread_mutex_init(&reg->lock, NULL) != 0) {
         free(reg);
-        reg = NULL;
+        return NULL;
+    }
+    if (pthread_mutex_init(&reg->collect_lock, NULL) != 0) {
+        pthread_mutex_destroy(&reg->lock);
+        free(reg);
+        return NULL;
     }
     return reg;
 }
@@ -296,6 +303,7 @@ void ward_metrics_free(struct ward_metrics *reg)
     for (size_t i = 0; i < reg->nfamilies; i++)
         family_free(reg->families[i]);
     pthread_mutex_destroy(&reg->lock);
+    pthread_mutex_destroy(&reg->collect_lock);
     free(reg->families);
     free(reg->collectors);
     free(reg);
@@ -476,4 +484,23 @@ enum ward_err ward_metrics_on_collect(struct ward_metrics *reg, ward_metrics_col
 out:
     pthread_mutex_unlock(&reg->lock);
     return rc;
+}
+
+void ward_metrics_off_collect(struct ward_metrics *reg, ward_metrics_collect_fn fn, void *arg)
+{
+    if (reg == NULL)
+        return;
+    /* collect_lock first: a render running this callback finishes before we return */
+    pthread_mutex_lock(&reg->collect_lock);
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->ncollectors; i++) {
+        if (reg->collectors[i].fn == fn && reg->collectors[i].arg == arg) {
+            memmove(&reg->collectors[i], &reg->collectors[i + 1],
+                    (reg->ncollectors - i - 1) * sizeof reg->collectors[0]);
+            reg->ncollectors--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    pthread_mutex_unlock(&reg->collect_lock);
 }

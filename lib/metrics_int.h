@@ -48,7 +48,8 @@ struct ward__collector {
 };
 
 struct ward_metrics {
-    pthread_mutex_t lock; /* guards both arrays */
+    pthread_mutex_t lock;         /* guards both arrays */
+    pthread_mutex_t collect_lock; /* held while collectors run, so off_collect can wait them out */
     struct ward_metric_family **families;
     size_t nfamilies, families_cap;
     struct ward__collector *collectors;

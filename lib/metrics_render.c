@@ -129,16 +129,20 @@ char *ward_metrics_render(struct ward_metrics *reg, size_t *len)
 
     if (reg == NULL)
         goto fail;
+    pthread_mutex_lock(&reg->collect_lock);
     pthread_mutex_lock(&reg->lock);
     ncopy = reg->ncollectors;
     copy = ncopy > 0 ? malloc(ncopy * sizeof *copy) : NULL;
     if (copy != NULL)
         memcpy(copy, reg->collectors, ncopy * sizeof *copy);
     pthread_mutex_unlock(&reg->lock);
-    if (ncopy > 0 && copy == NULL)
+    if (ncopy > 0 && copy == NULL) {
+        pthread_mutex_unlock(&reg->collect_lock);
         goto fail;
+    }
     for (size_t i = 0; i < ncopy; i++)
         copy[i].fn(reg, copy[i].arg);
+    pthread_mutex_unlock(&reg->collect_lock);
     f = open_memstream(&buf, &size);
     if (f == NULL)
         goto fail;

@@ -21,7 +21,15 @@
     X(ADDRESS, 13, "bad address")                                                  \
     X(EXISTS, 14, "already exists")                                                \
     X(NOT_FOUND, 15, "not found")                                                  \
-    X(STATE, 16, "not allowed in this state")
+    X(STATE, 16, "not allowed in this state")                                      \
+    X(OPEN, 17, "circuit breaker is open")                                         \
+    X(TOO_MANY_REQUESTS, 18, "circuit breaker is half-open and its probes are taken") \
+    X(RATE_LIMITED, 19, "rate limited")                                            \
+    X(BULKHEAD_FULL, 20, "bulkhead full")                                          \
+    X(BUDGET_EXHAUSTED, 21, "retry budget exhausted")                              \
+    X(DEADLINE, 22, "deadline exceeded")                                           \
+    X(BURST, 23, "more events than the burst allows")                              \
+    X(FULL, 24, "capacity reached")
 
 enum ward_err {
 #define WARD__ERR_ENUM(name, num, msg) WARD_ERR_##name = num,

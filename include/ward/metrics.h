@@ -55,6 +55,11 @@ typedef void (*ward_metrics_collect_fn)(struct ward_metrics *reg, void *arg);
 WARD_MUST_CHECK enum ward_err ward_metrics_on_collect(struct ward_metrics *reg,
                                                       ward_metrics_collect_fn fn, void *arg);
 
+/* Removes the callback registered with fn and arg (no-op when absent). When it returns,
+ * no render is running it any more, so arg may be freed. Must not be called from a
+ * collect callback. */
+void ward_metrics_off_collect(struct ward_metrics *reg, ward_metrics_collect_fn fn, void *arg);
+
 /* Renders every family in registration order. Returns a NUL-terminated malloc'ed text
  * the caller frees, its length in *len (when len is not NULL); NULL when out of memory. */
 char *ward_metrics_render(struct ward_metrics *reg, size_t *len);

@@ -326,6 +326,21 @@ Test(metrics, collectors_run_before_every_render)
     ward_metrics_free(reg);
 }
 
+Test(metrics, off_collect_stops_a_collector)
+{
+    struct ward_metrics *reg = ward_metrics_new();
+    struct collect_state st = {0, NULL};
+    st.uptime = ward_metric_get(ward_metrics_gauge(reg, "uptime_seconds", "Up.", 0, NULL), NULL);
+    cr_assert_eq(ward_metrics_on_collect(reg, collect, &st), WARD_ERR_OK);
+    free(render(reg));
+    cr_assert_eq(st.calls, 1);
+    ward_metrics_off_collect(reg, collect, &st);
+    ward_metrics_off_collect(reg, collect, &st); /* absent: no-op */
+    free(render(reg));
+    cr_assert_eq(st.calls, 1, "the collector ran after it was removed");
+    ward_metrics_free(reg);
+}
+
 struct hammer {
     struct ward_metric_family *fam;
     struct ward_metric *counter;
