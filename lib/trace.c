@@ -78,3 +78,10 @@ bool ward__request_id_valid(const char *value)
     }
     return n > 0;
 }
+
+void ward__trace_child(const char *traceparent, char out[WARD_TRACEPARENT_LEN + 1])
+{
+    struct ward_trace t;
+    ward__trace_continue(&t, traceparent);
+    memcpy(out, t.traceparent, WARD_TRACEPARENT_LEN + 1);
+}

@@ -22,6 +22,11 @@ struct ward_trace {
  * Returns true when the header was continued. */
 bool ward__trace_continue(struct ward_trace *t, const char *header);
 
+/* The traceparent for an outgoing call made within traceparent (the caller's, may be
+ * NULL or invalid: then a new trace is started): same trace ID and flags, a new span ID.
+ * Writes WARD_TRACEPARENT_LEN bytes and a NUL into out. */
+void ward__trace_child(const char *traceparent, char out[WARD_TRACEPARENT_LEN + 1]);
+
 /* True when value is an acceptable incoming X-Request-Id: 1..128 visible ASCII bytes. */
 bool ward__request_id_valid(const char *value);
 

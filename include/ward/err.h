@@ -29,7 +29,12 @@
     X(BUDGET_EXHAUSTED, 21, "retry budget exhausted")                              \
     X(DEADLINE, 22, "deadline exceeded")                                           \
     X(BURST, 23, "more events than the burst allows")                              \
-    X(FULL, 24, "capacity reached")
+    X(FULL, 24, "capacity reached")                                                \
+    X(CONNECT, 25, "could not connect")                                            \
+    X(TRANSPORT, 26, "transport error after the request was sent")                 \
+    X(TIMEOUT, 27, "timed out")                                                    \
+    X(TOO_LARGE, 28, "response larger than the limit")                             \
+    X(HTTP_STATUS, 29, "unsuccessful HTTP status")
 
 enum ward_err {
 #define WARD__ERR_ENUM(name, num, msg) WARD_ERR_##name = num,
