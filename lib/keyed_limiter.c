@@ -11,6 +11,7 @@
 #include <ward/metrics.h>
 
 #include "random.h"
+#include "limiter_int.h"
 #include "spin.h"
 
 #define NSTRIPES 64        /* a power of 2; the top bits of a hash pick the stripe */
@@ -54,32 +55,6 @@ struct ward_keyed_limiter {
     _Atomic int64_t sweep_after;
     struct stripe stripes[NSTRIPES];
 };
-
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    int64_t r;
-
-    if (__builtin_add_overflow(a, b, &r))
-        r = b > 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-static int64_t sat_sub(int64_t a, int64_t b)
-{
-    int64_t r;
-
-    if (__builtin_sub_overflow(a, b, &r))
-        r = b < 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-/* The same conversion as limiter.c's tokens_from_duration (x/time/rate's). */
-static double tokens_from_duration(double limit, int64_t d)
-{
-    if (limit <= 0)
-        return 0;
-    return ((double)(d / WARD_NS_PER_S) + (double)(d % WARD_NS_PER_S) / 1e9) * limit;
-}
 
 /* The time to earn tokens, rounded up (not truncated as in x/time/rate) so that a client
  * told to come back after it finds the tokens there; DELAY_INF when they never come. */
@@ -139,10 +114,10 @@ static uint64_t hash_key(const struct ward_keyed_limiter *kl, const char *key, s
 static int64_t expires_at(const struct ward_keyed_limiter *kl, const struct entry *e)
 {
     if (kl->idle_ttl > 0)
-        return sat_add(e->last, kl->idle_ttl);
+        return ward__sat_add(e->last, kl->idle_ttl);
     if (kl->limit <= 0)
         return INT64_MAX; /* never refills, so forgetting it would hand out a new burst */
-    return sat_add(e->last, wait_for(kl->limit, (double)kl->burst - e->tokens));
+    return ward__sat_add(e->last, wait_for(kl->limit, (double)kl->burst - e->tokens));
 }
 
 /* Lowers sweep_after to t, for a bucket that can expire before anything seen so far. */
@@ -308,7 +283,7 @@ static enum ward_err take_locked(const struct ward_keyed_limiter *kl, struct ent
     double tokens = e->tokens;
 
     if (now > e->last)
-        tokens += tokens_from_duration(kl->limit, sat_sub(now, e->last));
+        tokens += ward__tokens_from_duration(kl->limit, ward__sat_sub(now, e->last));
     if (tokens > burst)
         tokens = burst;
     if (n > kl->burst) {

@@ -9,6 +9,7 @@
 #include <ward/clock.h>
 #include <ward/metrics.h>
 
+#include "limiter_int.h"
 #include "spin.h"
 
 struct ward_limiter {
@@ -27,34 +28,9 @@ struct ward_limiter {
     struct ward_metric *m_rejected; /* NULL until exported */
 };
 
-static int64_t sat_add(int64_t a, int64_t b)
-{
-    int64_t r;
-
-    if (__builtin_add_overflow(a, b, &r))
-        r = b > 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
-static int64_t sat_sub(int64_t a, int64_t b)
-{
-    int64_t r;
-
-    if (__builtin_sub_overflow(a, b, &r))
-        r = b < 0 ? INT64_MAX : INT64_MIN;
-    return r;
-}
-
 /* Tokens earned over d ns (x/time/rate's tokensFromDuration): whole seconds and the
  * nanosecond rest are converted apart, as Go's Duration.Seconds does, so that a long d
  * loses no precision (golang.org/issue/34861). */
-static double tokens_from_duration(double limit, int64_t d)
-{
-    if (limit <= 0)
-        return 0;
-    return ((double)(d / WARD_NS_PER_S) + (double)(d % WARD_NS_PER_S) / 1e9) * limit;
-}
-
 /* The time needed to earn tokens (x/time/rate's durationFromTokens): truncated toward
  * zero to the nanosecond, as Go's float-to-Duration conversion does; DELAY_INF when the
  * limit is 0 or the time does not fit in int64. */
@@ -80,7 +56,7 @@ static double advance(const struct ward_limiter *l, int64_t now)
     double burst = (double)l->burst;
 
     if (now > l->last)
-        tokens += tokens_from_duration(l->limit, sat_sub(now, l->last));
+        tokens += ward__tokens_from_duration(l->limit, ward__sat_sub(now, l->last));
     if (tokens > burst)
         tokens = burst;
     return tokens;
@@ -146,7 +122,7 @@ static enum ward_err reserve_locked(struct ward_limiter *l, int64_t now, int64_t
     }
     r->ok = true;
     r->tokens = n;
-    r->time_to_act_ns = sat_add(now, wait);
+    r->time_to_act_ns = ward__sat_add(now, wait);
     r->delay_ns = wait;
     r->limit = l->limit;
     l->last = now;
@@ -276,7 +252,7 @@ int64_t ward_limiter_reservation_delay(const struct ward_limiter_reservation *r,
 
     if (r == NULL || !r->ok)
         return WARD_LIMITER_DELAY_INF;
-    delay = sat_sub(r->time_to_act_ns, now_ns);
+    delay = ward__sat_sub(r->time_to_act_ns, now_ns);
     return delay < 0 ? 0 : delay;
 }
 
@@ -294,7 +270,7 @@ void ward_limiter_cancel(struct ward_limiter *l, struct ward_limiter_reservation
     if (l->limit != WARD_LIMIT_INF && r->tokens != 0 && r->time_to_act_ns >= now) {
         /* tokens that later reservations already counted on stay taken */
         restore = (double)r->tokens -
-                  tokens_from_duration(r->limit, sat_sub(l->last_event, r->time_to_act_ns));
+                  ward__tokens_from_duration(r->limit, ward__sat_sub(l->last_event, r->time_to_act_ns));
         if (restore > 0) {
             tokens = advance(l, now) + restore;
             if (tokens > (double)l->burst)
@@ -305,7 +281,7 @@ void ward_limiter_cancel(struct ward_limiter *l, struct ward_limiter_reservation
              * past. At limit 0 every reservation acts at once, so there is nothing to
              * move (x/time/rate would move it to the end of time). */
             if (r->time_to_act_ns == l->last_event && r->limit > 0) {
-                prev = sat_add(r->time_to_act_ns,
+                prev = ward__sat_add(r->time_to_act_ns,
                                duration_from_tokens(r->limit, -(double)r->tokens));
                 if (prev >= now)
                     l->last_event = prev;
@@ -331,7 +307,7 @@ enum ward_err ward_limiter_wait_n(struct ward_limiter *l, int64_t n, int64_t dea
         else if (now >= deadline_ns)
             err = WARD_ERR_DEADLINE;
         else
-            err = reserve_locked(l, now, n, sat_sub(deadline_ns, now), &r);
+            err = reserve_locked(l, now, n, ward__sat_sub(deadline_ns, now), &r);
         m = count_locked(l, err);
         ward__spin_unlock(&l->lock);
         if (err == WARD_ERR_OK)
