@@ -1,0 +1,149 @@
+/* rclient.h — the resilient client: one blocking call to one named dependency through
+ * deadline → bulkhead → rate limiter → (per attempt: circuit breaker → HTTP client) →
+ * retry with a retry budget, each layer optional, each refusal a distinct error. */
+#ifndef WARD_RCLIENT_H
+#define WARD_RCLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ward/breaker.h>
+#include <ward/budget.h>
+#include <ward/bulkhead.h>
+#include <ward/clock.h>
+#include <ward/err.h>
+#include <ward/httpc.h>
+#include <ward/limiter.h>
+#include <ward/metrics.h>
+#include <ward/retry.h>
+
+struct ward_rclient;
+
+/* The longest dependency name, without its NUL (the limiter's name limit). */
+#define WARD_RCLIENT_NAME_MAX 63
+
+/* Settings of one dependency. Fill with ward_rclient_settings_default, then change fields.
+ * Durations are nanoseconds on `clock`. Every layer takes rc's clock (the `clock` fields
+ * of the layers' own settings are ignored) and, when its own `name` is NULL, the
+ * dependency's name, which labels its metrics. */
+struct ward_rclient_settings {
+    const char *name;     /* the dependency; 1..WARD_RCLIENT_NAME_MAX bytes; copied;
+                           * default "default" */
+    const char *base_url; /* "http://host:port" or https, optionally with a path prefix;
+                           * a trailing '/' is dropped; copied; default
+                           * "http://127.0.0.1:8082" */
+    struct ward_httpc *httpc; /* borrowed, must outlive rc and run on the same clock;
+                               * NULL (default): rc creates and owns one with the httpc
+                               * defaults, its clock and total timeout set from here */
+    const struct ward_clock *clock; /* NULL (default) = the real clock; must outlive rc */
+    int64_t call_timeout_ns;    /* the longest a call may take, retries and waits included:
+                                 * its deadline is the earlier of the caller's and now +
+                                 * this; >= 1 ms; default 10 s */
+    int64_t attempt_timeout_ns; /* each attempt's own limit; 0 (default) = what is left of
+                                 * the call's deadline; else >= 1 ms */
+    struct {
+        bool enable;                           /* default true */
+        struct ward_bulkhead_settings settings; /* default max_concurrent 64 */
+    } bulkhead;
+    struct {
+        bool enable; /* default false: a rate must be chosen for the dependency */
+        bool wait;   /* false (default): fail at once with RATE_LIMITED when no token is
+                      * there; true: wait for one if it comes before the deadline */
+        struct ward_limiter_settings settings; /* default limit 100/s, burst 100 */
+    } limiter;
+    struct {
+        bool enable;                          /* default true */
+        struct ward_breaker_settings settings; /* default gobreaker's: trips after more
+                                                * than 5 consecutive failures, open 60 s,
+                                                * 1 half-open probe */
+    } breaker;
+    struct {
+        bool enable;                    /* default true; false = one attempt per call */
+        struct ward_retry_policy policy; /* default ward_retry_policy_default: 3 attempts,
+                                          * 100 ms base ×2 up to 10 s, full jitter,
+                                          * Retry-After up to 60 s */
+    } retry;
+    struct {
+        bool enable;                          /* default true (used only with retries) */
+        struct ward_budget_settings settings; /* default Finagle's: 20 % of the requests
+                                               * over 10 s plus 10 retries a second */
+    } budget;
+};
+
+/* Fills s with the defaults above (every layer name NULL: the dependency's). */
+void ward_rclient_settings_default(struct ward_rclient_settings *s);
+
+/* A client for the dependency s describes (copied). INVAL when s or out is NULL, the name
+ * is empty or too long, base_url is not http(s)://..., a timeout is out of range, or a
+ * layer's settings are refused by its own _new; NOMEM; SYSTEM when libcurl cannot start.
+ * On success the caller owns *out (ward_rclient_free); on failure *out is untouched. */
+WARD_MUST_CHECK enum ward_err ward_rclient_new(const struct ward_rclient_settings *s,
+                                               struct ward_rclient **out);
+
+/* Frees rc, its layers and its own HTTP client (never a borrowed one). NULL is a no-op.
+ * No call may be running. */
+void ward_rclient_free(struct ward_rclient *rc);
+
+/* Makes call to the dependency. call->url is a path with optional query ("/v1/x?y=1"),
+ * starting with '/', resolved against base_url; every other field is as ward_httpc_do's,
+ * and call->deadline (0 = none) is on rc's clock. In order:
+ *   1. deadline: the earlier of call->deadline and now + call_timeout_ns; less than 1 ms
+ *      left → DEADLINE, nothing sent;
+ *   2. bulkhead: no free slot → BULKHEAD_FULL at once; the slot is held to the end;
+ *   3. limiter: no token → RATE_LIMITED at once (wait mode: also when the token would
+ *      come after the deadline; otherwise it waits);
+ *   4. the retry budget counts one request;
+ *   5. each attempt: the breaker admits it or the call stops at once with OPEN or
+ *      TOO_MANY_REQUESTS (never retried, nothing sent); the request goes out with a
+ *      deadline of the call's (or the attempt timeout, the earlier), X-Request-Timeout-Ms,
+ *      X-Request-Id and a child traceparent (same trace, a new span per attempt); its
+ *      outcome goes to the breaker: a failure for 5xx, 429, CONNECT, TRANSPORT and
+ *      TIMEOUT (the attempt timeout), a success for any other response, TOO_LARGE
+ *      included (the dependency answered), and excluded for the call's own DEADLINE and
+ *      local errors;
+ *   6. the retry policy decides (ward_retry_plan: 502/503/504, 429, transport errors and
+ *      timeouts, only for idempotent methods or with an Idempotency-Key — or when the
+ *      request was certainly never sent — honouring Retry-After, never past the
+ *      deadline); a retry withdraws from the budget and then sleeps on rc's clock.
+ * Returns:
+ *   OK                a 1xx-3xx response, in *res;
+ *   HTTP_STATUS       a final 4xx/5xx response, in *res (read its problem body);
+ *   OPEN, TOO_MANY_REQUESTS  the breaker refused an attempt;
+ *   RATE_LIMITED, BULKHEAD_FULL  refused before any attempt;
+ *   BUDGET_EXHAUSTED  a retry was due but the budget had none left;
+ *   DEADLINE          the deadline was spent, passed during an attempt, or the next
+ *                     attempt (its backoff or Retry-After) could not start before it;
+ *   CONNECT, TRANSPORT, TIMEOUT, TOO_LARGE  the last attempt's transport error;
+ *   INVAL             a NULL argument, a url not starting with '/', or what
+ *                     ward_httpc_do refuses; NOMEM.
+ * Whatever it returns, *res holds the last response received (status 0 and body NULL
+ * when none) and must be released with ward_http_result_fini. Thread-safe: any number of
+ * threads may call one rc. Blocks for the attempts and the waits. */
+WARD_MUST_CHECK enum ward_err ward_rclient_call(struct ward_rclient *rc,
+                                                const struct ward_http_call *call,
+                                                struct ward_http_result *res);
+
+/* The dependency's name; owned by rc. */
+const char *ward_rclient_name(const struct ward_rclient *rc);
+
+/* rc's layers, borrowed from rc (NULL when the layer is disabled): to read their stats,
+ * change a rate at run time, or watch the breaker. */
+struct ward_breaker *ward_rclient_breaker(const struct ward_rclient *rc);
+struct ward_bulkhead *ward_rclient_bulkhead(const struct ward_rclient *rc);
+struct ward_limiter *ward_rclient_limiter(const struct ward_rclient *rc);
+struct ward_budget *ward_rclient_budget(const struct ward_rclient *rc);
+
+/* Registers in reg every enabled layer's families (each primitive's _export, and the
+ * HTTP client's when rc owns it; a borrowed one is its owner's to export) and
+ *   ward_client_calls_total{dependency,result}  every call by its result: ok,
+ *       http_status, open, too_many_requests, rate_limited, bulkhead_full,
+ *       budget_exhausted, deadline, connect, transport, timeout, too_large, error;
+ *   ward_client_retries_total{dependency}       retries made (after a budget withdrawal).
+ * reg must outlive rc. Several clients may share reg (give each its own name; owned HTTP
+ * clients share the unlabelled ward_http_client_* series). INVAL on NULL or a family
+ * clash; STATE when rc was already exported; NOMEM. On failure some families may stay
+ * registered. Thread-safe against calls. */
+WARD_MUST_CHECK enum ward_err ward_rclient_export(struct ward_rclient *rc,
+                                                  struct ward_metrics *reg);
+
+#endif
