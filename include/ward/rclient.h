@@ -55,7 +55,8 @@ struct ward_rclient_settings {
         bool enable;                          /* default true */
         struct ward_breaker_settings settings; /* default gobreaker's: trips after more
                                                 * than 5 consecutive failures, open 60 s,
-                                                * 1 half-open probe */
+                                                * 1 half-open probe; is_successful is not
+                                                * used: rc reports each outcome itself */
     } breaker;
     struct {
         bool enable;                    /* default true; false = one attempt per call */
@@ -64,7 +65,7 @@ struct ward_rclient_settings {
                                           * Retry-After up to 60 s */
     } retry;
     struct {
-        bool enable;                          /* default true (used only with retries) */
+        bool enable;                          /* default true; exists only with retries */
         struct ward_budget_settings settings; /* default Finagle's: 20 % of the requests
                                                * over 10 s plus 10 retries a second */
     } budget;
@@ -116,9 +117,11 @@ void ward_rclient_free(struct ward_rclient *rc);
  *   CONNECT, TRANSPORT, TIMEOUT, TOO_LARGE  the last attempt's transport error;
  *   INVAL             a NULL argument, a url not starting with '/', or what
  *                     ward_httpc_do refuses; NOMEM.
- * Whatever it returns, *res holds the last response received (status 0 and body NULL
- * when none) and must be released with ward_http_result_fini. Thread-safe: any number of
- * threads may call one rc. Blocks for the attempts and the waits. */
+ * Whatever it returns, *res holds the last attempt's result as ward_httpc_do left it (a
+ * breaker refusal or a budget stop leaves the previous attempt's; status 0 and body NULL
+ * when no response arrived or no attempt was made) and must be released with
+ * ward_http_result_fini. Thread-safe: any number of threads may call one rc. Blocks for
+ * the attempts and the waits. */
 WARD_MUST_CHECK enum ward_err ward_rclient_call(struct ward_rclient *rc,
                                                 const struct ward_http_call *call,
                                                 struct ward_http_result *res);

@@ -76,6 +76,12 @@ static enum ward_err get(void)
     return call(&(struct ward_http_call){.url = "/x"});
 }
 
+static bool two_in_a_row(const struct ward_breaker_counts *c, void *arg)
+{
+    (void)arg;
+    return c->consecutive_failures >= 2;
+}
+
 static struct fault_request recorded(size_t i)
 {
     struct fault_request r;
@@ -343,6 +349,35 @@ Test(rclient, an_attempt_timeout_is_retried_within_the_call)
     cr_assert_eq(bs.counts.total_successes, 1);
 }
 
+Test(rclient, the_callers_deadline_passing_mid_call_is_not_held_against_the_dependency)
+{
+    struct ward_rclient_settings s;
+    struct ward_breaker_stats bs;
+
+    base(&s);
+    start(&s);
+    push((struct fault_mode){.kind = FAULT_HANG}, 1);
+    cr_assert_eq(call(&(struct ward_http_call){.url = "/x", .deadline = T0 + 200 * MS}),
+                 WARD_ERR_DEADLINE);
+    cr_assert_eq(fault_server_count(fs), 1, "not retried");
+    ward_breaker_stats(ward_rclient_breaker(rc), &bs);
+    cr_assert_eq(bs.counts.requests, 0, "excluded from the breaker's counts");
+    cr_assert_eq(bs.counts.total_failures, 0);
+}
+
+Test(rclient, a_breaker_that_opens_between_attempts_stops_the_retries)
+{
+    struct ward_rclient_settings s;
+
+    base(&s);
+    s.breaker.settings.ready_to_trip = two_in_a_row;
+    start(&s);
+    set((struct fault_mode){.kind = FAULT_STATUS, .status = 503});
+    cr_assert_eq(get(), WARD_ERR_OPEN);
+    cr_assert_eq(res.status, 503, "the last response is kept");
+    cr_assert_eq(fault_server_count(fs), 2);
+}
+
 /* Every request deposits and every retry withdraws: with 20 % and no floor, call k may
  * retry while retries + 1 <= k / 5, so 100 failing calls make exactly 20 retries. */
 Test(rclient, a_storm_of_failures_retries_no_more_than_the_budget)
@@ -355,6 +390,7 @@ Test(rclient, a_storm_of_failures_retries_no_more_than_the_budget)
     s.retry.policy.base_ns = 1 * MS;
     s.budget.settings.percent = 20;
     s.budget.settings.min_retries_per_second = 0;
+    s.breaker.enable = false; /* it would open after 6 failures and end the storm */
     start(&s);
     set((struct fault_mode){.kind = FAULT_STATUS, .status = 503});
     for (int i = 0; i < 100; i++) {
@@ -620,6 +656,8 @@ Test(rclient, bad_settings_and_arguments_are_refused)
     cr_assert_eq(call(&(struct ward_http_call){.url = "x"}), WARD_ERR_INVAL);
     cr_assert_eq(call(&(struct ward_http_call){.url = NULL}), WARD_ERR_INVAL);
     cr_assert_eq(ward_rclient_call(rc, NULL, &res), WARD_ERR_INVAL);
+    cr_assert_eq(ward_rclient_call(NULL, &(struct ward_http_call){.url = "/"}, &res),
+                 WARD_ERR_INVAL);
     cr_assert_eq(ward_rclient_call(rc, &(struct ward_http_call){.url = "/"}, NULL),
                  WARD_ERR_INVAL);
     cr_assert_eq(ward_rclient_export(rc, reg), WARD_ERR_STATE);
