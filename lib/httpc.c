@@ -1,5 +1,7 @@
-/* httpc.c — the blocking HTTP client over libcurl easy handles kept in a LIFO pool, so
- * that calls reuse kept-alive connections and no handle is ever used by two threads. */
+/* httpc.c — the HTTP client over libcurl easy handles kept in a LIFO pool, so that calls
+ * reuse kept-alive connections and no handle is ever used by two threads: the two halves
+ * of a call (httpc_int.h) and the blocking ward_httpc_do that runs them around
+ * curl_easy_perform. */
 #include <ward/httpc.h>
 
 #include <pthread.h>
@@ -11,6 +13,7 @@
 
 #include <curl/curl.h>
 
+#include "httpc_int.h"
 #include "trace.h"
 
 #ifndef WARD_VERSION
@@ -43,15 +46,6 @@ struct ward_httpc {
     _Atomic(struct ward_metric *) m_requests[NMETHODS][NCLASSES];
     _Atomic(struct ward_metric *) m_duration[NMETHODS];
     atomic_bool exported;
-};
-
-/* What one transfer collects: the body up to the limit and the final response's headers. */
-struct sink {
-    char *body;
-    size_t len, cap, max;
-    char *hdr; /* "name\0value\0" pairs */
-    size_t hlen, hcap;
-    bool too_large, nomem;
 };
 
 static void curl_init_once(void)
@@ -180,7 +174,7 @@ static bool reserve(char **buf, size_t *cap, size_t need)
  * was given makes libcurl fail with CURLE_WRITE_ERROR). */
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
-    struct sink *k = arg;
+    struct ward__sink *k = arg;
     size_t len = size * n;
 
     if (len > k->max - k->len) {
@@ -206,7 +200,7 @@ static bool blank(char ch)
  * (after 1xx answers), so only the final response's headers are kept. */
 static size_t on_header(char *p, size_t size, size_t n, void *arg)
 {
-    struct sink *k = arg;
+    struct ward__sink *k = arg;
     size_t len = size * n;
     const char *colon;
     size_t nlen, vstart, vend;
@@ -333,7 +327,7 @@ fail:
 
 /* Sets every option of one call on a freshly reset handle. */
 static bool set_options(const struct ward_httpc *c, CURL *h, const struct ward_http_call *call,
-                        struct curl_slist *hdrs, struct sink *k, int64_t budget_ms)
+                        struct curl_slist *hdrs, struct ward__sink *k, int64_t budget_ms)
 {
     const char *method = call->method != NULL ? call->method : "GET";
     int64_t connect_ms = c->s.connect_timeout / WARD_NS_PER_MS;
@@ -380,7 +374,7 @@ static bool set_options(const struct ward_httpc *c, CURL *h, const struct ward_h
 /* Our error for a failed transfer; sets res->sent. by_deadline: the caller's deadline,
  * not the total timeout, bounded the call; connect_first: the connect timeout was below
  * the budget, so a timeout before sending was the connect timeout's. */
-static enum ward_err map_error(CURLcode e, CURL *h, const struct sink *k, bool by_deadline,
+static enum ward_err map_error(CURLcode e, CURL *h, const struct ward__sink *k, bool by_deadline,
                                bool connect_first, struct ward_http_result *res)
 {
     long req_size = 0;
@@ -448,71 +442,105 @@ static void observe(struct ward_httpc *c, const char *method, enum ward_err rc, 
     ward_histogram_observe(m, (double)elapsed / (double)WARD_NS_PER_S);
 }
 
-enum ward_err ward_httpc_do(struct ward_httpc *c, const struct ward_http_call *call,
+const struct ward_clock *ward__httpc_clock(const struct ward_httpc *c)
+{
+    return c->s.clock != NULL ? c->s.clock : ward_clock_real();
+}
+
+/* Completes res (headers, elapsed), releases what x holds and counts the call. */
+static enum ward_err settle(struct ward_httpc *c, struct ward__httpc_xfer *x, enum ward_err rc,
                             struct ward_http_result *res)
 {
-    struct sink k = {0};
-    struct curl_slist *hdrs = NULL;
-    CURL *h = NULL;
-    int64_t start, budget, left;
-    bool by_deadline = false;
-    long status = 0;
-    CURLcode e;
+    res->headers_ = x->k.hdr;
+    res->headers_len_ = x->k.hlen;
+    x->k.hdr = NULL;
+    if (x->h != NULL)
+        handle_give(c, x->h);
+    x->h = NULL;
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    free(x->k.body);
+    x->k.body = NULL;
+    res->elapsed = ward_clock_now(c->s.clock) - x->start;
+    observe(c, x->method, rc, res->status, res->elapsed);
+    return rc;
+}
+
+enum ward_err ward__httpc_begin(struct ward_httpc *c, const struct ward_http_call *call,
+                                struct ward__httpc_xfer *x, struct ward_http_result *res)
+{
+    int64_t left;
     enum ward_err rc;
 
+    *x = (struct ward__httpc_xfer){0};
     if (res == NULL)
         return WARD_ERR_INVAL;
     *res = (struct ward_http_result){0};
     if (c == NULL || call == NULL || call->url == NULL ||
         (call->body == NULL && call->body_len > 0))
         return WARD_ERR_INVAL;
-    start = ward_clock_now(c->s.clock);
-    budget = c->s.total_timeout;
+    snprintf(x->method, sizeof x->method, "%s", call->method != NULL ? call->method : "GET");
+    x->start = ward_clock_now(c->s.clock);
+    x->budget = c->s.total_timeout;
     if (call->deadline != 0) {
-        if (__builtin_sub_overflow(call->deadline, start, &left))
+        if (__builtin_sub_overflow(call->deadline, x->start, &left))
             left = call->deadline < 0 ? INT64_MIN : INT64_MAX;
-        if (left <= budget) {
-            budget = left;
-            by_deadline = true;
+        if (left <= x->budget) {
+            x->budget = left;
+            x->by_deadline = true;
         }
     }
     rc = WARD_ERR_DEADLINE;
-    if (budget < WARD_NS_PER_MS)
-        goto out;
-    rc = build_headers(call, budget / WARD_NS_PER_MS, &hdrs);
+    if (x->budget < WARD_NS_PER_MS)
+        goto fail;
+    rc = build_headers(call, x->budget / WARD_NS_PER_MS, &x->hdrs);
     if (rc != WARD_ERR_OK)
-        goto out;
+        goto fail;
     rc = WARD_ERR_NOMEM;
-    k.max = c->s.max_body;
-    h = handle_take(c);
-    if (h == NULL || !set_options(c, h, call, hdrs, &k, budget / WARD_NS_PER_MS))
-        goto out;
-    e = curl_easy_perform(h);
+    x->k.max = c->s.max_body;
+    x->h = handle_take(c);
+    if (x->h == NULL || !set_options(c, x->h, call, x->hdrs, &x->k, x->budget / WARD_NS_PER_MS))
+        goto fail;
+    return WARD_ERR_OK;
+fail:
+    return settle(c, x, rc, res);
+}
+
+enum ward_err ward__httpc_end(struct ward_httpc *c, struct ward__httpc_xfer *x, CURLcode e,
+                              struct ward_http_result *res)
+{
+    long status = 0;
+    enum ward_err rc;
+
     res->sent = true;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &res->connects);
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(x->h, CURLINFO_NUM_CONNECTS, &res->connects);
     res->status = (int)status;
     if (e != CURLE_OK) {
-        rc = map_error(e, h, &k, by_deadline, c->s.connect_timeout < budget, res);
+        rc = map_error(e, x->h, &x->k, x->by_deadline, c->s.connect_timeout < x->budget, res);
         goto out;
     }
-    if (k.body == NULL && !reserve(&k.body, &k.cap, 1))
+    rc = WARD_ERR_NOMEM;
+    if (x->k.body == NULL && !reserve(&x->k.body, &x->k.cap, 1))
         goto out;
-    k.body[k.len] = '\0';
-    res->body = k.body;
-    res->body_len = k.len;
-    k.body = NULL;
+    x->k.body[x->k.len] = '\0';
+    res->body = x->k.body;
+    res->body_len = x->k.len;
+    x->k.body = NULL;
     rc = WARD_ERR_OK;
 out:
-    res->headers_ = k.hdr;
-    res->headers_len_ = k.hlen;
-    if (h != NULL)
-        handle_give(c, h);
-    curl_slist_free_all(hdrs);
-    free(k.body);
-    res->elapsed = ward_clock_now(c->s.clock) - start;
-    observe(c, call->method != NULL ? call->method : "GET", rc, res->status, res->elapsed);
-    return rc;
+    return settle(c, x, rc, res);
+}
+
+enum ward_err ward_httpc_do(struct ward_httpc *c, const struct ward_http_call *call,
+                            struct ward_http_result *res)
+{
+    struct ward__httpc_xfer x;
+    enum ward_err rc = ward__httpc_begin(c, call, &x, res);
+
+    if (rc != WARD_ERR_OK)
+        return rc;
+    return ward__httpc_end(c, &x, curl_easy_perform(x.h), res);
 }
 
 enum ward_err ward_httpc_export(struct ward_httpc *c, struct ward_metrics *reg)

@@ -14,6 +14,7 @@
 #include <ward/err.h>
 #include <ward/httpc.h>
 #include <ward/limiter.h>
+#include <ward/loop.h>
 #include <ward/metrics.h>
 #include <ward/retry.h>
 
@@ -125,6 +126,24 @@ void ward_rclient_free(struct ward_rclient *rc);
 WARD_MUST_CHECK enum ward_err ward_rclient_call(struct ward_rclient *rc,
                                                 const struct ward_http_call *call,
                                                 struct ward_http_result *res);
+
+/* The event-driven form of ward_rclient_call: the same layers and decisions (the policy
+ * code is shared), driven by loop instead of a blocked thread. Copies call (strings,
+ * headers, body: it may live on the caller's stack) and returns at once; the steps run on
+ * the loop thread: admission, each attempt sent with ward_httpc_send, each wait (backoff,
+ * Retry-After, the limiter's delay) a ward_loop_after timer, the bulkhead slot held from
+ * admission to the end. cb(err, res, arg) then runs once on the loop thread with what
+ * ward_rclient_call would have returned and left in *res (res as in ward_httpc_done_fn:
+ * the callback owns what it holds and releases it with ward_http_result_fini). Attempts go
+ * through the loop's own HTTP client (ward_loop_httpc; rc's is not used), so the HTTP
+ * client metrics of these calls are the loop's to export. Thread-safe. Returns OK (cb
+ * will run), or without calling cb: INVAL on a NULL argument, or when loop's clock is not
+ * rc's; NOMEM; STATE when the loop is stopping. When the loop stops mid-call, the call
+ * ends with STATE (an attempt aborted or refused by the loop). rc must outlive the call. */
+WARD_MUST_CHECK enum ward_err ward_rclient_call_async(struct ward_rclient *rc,
+                                                      struct ward_loop *loop,
+                                                      const struct ward_http_call *call,
+                                                      ward_httpc_done_fn *cb, void *arg);
 
 /* The dependency's name; owned by rc. */
 const char *ward_rclient_name(const struct ward_rclient *rc);
