@@ -114,6 +114,9 @@ struct ward_req {
     size_t nheaders;
     atomic_int refs;  /* libmicrohttpd's, the suspended handler's, the watchdog's */
     bool handler_ref; /* the handler holds a reference until it answers */
+    /* the error renderer runs in the watchdog's stead: its answer is not the handler's */
+    bool framework_answer;
+    pthread_t framework_thread;
     bool wd_linked;   /* on the watchdog list (under wd_lock) */
     struct ward_req *wd_prev, *wd_next;
 };
@@ -132,6 +135,10 @@ struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *c
                                const char *method, const char *path);
 /* Drops a reference; the last one frees the request. */
 void ward__req_unref(struct ward_req *req);
+/* Answers a framework-detected error of type: through the server's error renderer when
+ * one is set, else as a problem. by_handler is false only for the watchdog's answer. */
+void ward__req_error(struct ward_req *req, enum ward_problem_type type, bool by_handler,
+                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Answers 504 for a suspended request whose deadline passed (the watchdog's call). */
 void ward__req_expire(struct ward_req *req);
 /* Queues the answer if one is ready; returns false when libmicrohttpd refused it. */

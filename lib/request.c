@@ -87,6 +87,36 @@ const char *ward_req_query(const struct ward_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+struct query_walk {
+    const char *name;
+    size_t want, seen;
+    const char *value;
+    bool found;
+};
+
+static enum MHD_Result query_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct query_walk *w = cls;
+    (void)kind;
+    if (key == NULL || strcmp(key, w->name) != 0)
+        return MHD_YES;
+    if (w->seen++ < w->want)
+        return MHD_YES;
+    w->value = value;
+    w->found = true;
+    return MHD_NO;
+}
+
+bool ward_req_query_nth(const struct ward_req *req, const char *name, size_t n,
+                        const char **value)
+{
+    struct query_walk w = {.name = name, .want = n};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_visit, &w);
+    *value = w.value;
+    return w.found;
+}
+
 const char *ward_req_header(const struct ward_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -184,6 +214,8 @@ static void answer(struct ward_req *req, int status, const char *content_type, c
 {
     struct MHD_Response *resp = NULL;
     pthread_mutex_lock(&req->lock);
+    if (req->framework_answer && pthread_equal(req->framework_thread, pthread_self()))
+        by_handler = false;
     if (req->state >= WARD_REQ_ANSWERED)
         goto drop;
     resp = MHD_create_response_from_buffer(len, body,
@@ -281,11 +313,41 @@ void ward_req_respond_problem(struct ward_req *req, struct ward_problem *p)
     respond_problem(req, p, true);
 }
 
+void ward__req_error(struct ward_req *req, enum ward_problem_type type, bool by_handler,
+                     const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    struct ward_problem *p = ward_problem_new(type, "%s", detail);
+    ward_error_fn render = req->srv->cfg.on_error;
+    if (render == NULL || p == NULL) {
+        respond_problem(req, p, by_handler);
+        return;
+    }
+    int status = ward_problem_status(p);
+    ward_problem_free(p);
+    /* the renderer answers through ward_req_respond*, which must not take the handler's
+     * reference when the watchdog answers in the handler's stead */
+    pthread_mutex_lock(&req->lock);
+    req->framework_answer = !by_handler;
+    req->framework_thread = pthread_self();
+    pthread_mutex_unlock(&req->lock);
+    render(req, status, detail, req->srv->cfg.on_error_arg);
+    pthread_mutex_lock(&req->lock);
+    req->framework_answer = false;
+    bool answered = req->state >= WARD_REQ_ANSWERED;
+    pthread_mutex_unlock(&req->lock);
+    if (!answered)
+        answer(req, status, "text/plain; charset=utf-8", detail, strlen(detail), false, by_handler);
+}
+
 void ward__req_expire(struct ward_req *req)
 {
-    respond_problem(req, ward_problem_new(WARD_PROBLEM_DEADLINE_EXCEEDED,
-                                          "the request's deadline passed before it was answered"),
-                    false);
+    ward__req_error(req, WARD_PROBLEM_DEADLINE_EXCEEDED, false,
+                    "the request's deadline passed before it was answered");
 }
 
 void ward_req_fail(struct ward_req *req, enum ward_problem_type type, const char *fmt, ...)

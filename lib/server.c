@@ -262,7 +262,7 @@ static bool early_checks(struct ward_server *srv, struct ward_req *req)
 {
     enum ward_match m = ward__router_match(&srv->router, req);
     if (m == WARD_MATCH_NOT_FOUND) {
-        ward_req_fail(req, WARD_PROBLEM_NOT_FOUND, "no route for %s %s", req->method, req->path);
+        ward__req_error(req, WARD_PROBLEM_NOT_FOUND, true, "no route for %s %s", req->method, req->path);
         return false;
     }
     if (m == WARD_MATCH_BAD_METHOD) {
@@ -270,8 +270,8 @@ static bool early_checks(struct ward_server *srv, struct ward_req *req)
         ward__router_allow(&srv->router, req->path, allow, sizeof allow);
         if (ward_req_set_header(req, "Allow", allow) != WARD_ERR_OK)
             allow[0] = '\0'; /* the 405 still goes out, without Allow */
-        ward_req_fail(req, WARD_PROBLEM_METHOD_NOT_ALLOWED, "%s is not allowed on %s; allowed: %s",
-                      req->method, req->path, allow);
+        ward__req_error(req, WARD_PROBLEM_METHOD_NOT_ALLOWED, true, "%s is not allowed on %s; allowed: %s",
+                        req->method, req->path, allow);
         return false;
     }
     const char *t = ward_req_header(req, "X-Request-Timeout-Ms");
@@ -280,8 +280,8 @@ static bool early_checks(struct ward_server *srv, struct ward_req *req)
         errno = 0;
         unsigned long long ms = strtoull(t, &end, 10);
         if (t[0] < '0' || t[0] > '9' || *end != '\0' || errno != 0 || ms > 86400000ULL) {
-            ward_req_fail(req, WARD_PROBLEM_BAD_HEADER,
-                          "X-Request-Timeout-Ms must be whole milliseconds from 0 to 86400000");
+            ward__req_error(req, WARD_PROBLEM_BAD_HEADER, true,
+                            "X-Request-Timeout-Ms must be whole milliseconds from 0 to 86400000");
             return false;
         }
         int64_t budget = (int64_t)ms * WARD_NS_PER_MS;
@@ -292,13 +292,14 @@ static bool early_checks(struct ward_server *srv, struct ward_req *req)
     const char *te = ward_req_header(req, "Transfer-Encoding");
     unsigned long long length = cl != NULL ? strtoull(cl, NULL, 10) : 0;
     if (length > (unsigned long long)srv->cfg.body_limit) {
-        ward_req_fail(req, WARD_PROBLEM_BODY_TOO_LARGE, "the body is %llu bytes; the limit is %lld",
-                      length, (long long)srv->cfg.body_limit);
+        ward__req_error(req, WARD_PROBLEM_BODY_TOO_LARGE, true, "the body is %llu bytes; the limit is %lld",
+                        length, (long long)srv->cfg.body_limit);
         return false;
     }
-    if ((length > 0 || te != NULL) && !is_json_type(ward_req_header(req, "Content-Type"))) {
-        ward_req_fail(req, WARD_PROBLEM_UNSUPPORTED_MEDIA_TYPE,
-                      "the body must be application/json");
+    if ((length > 0 || te != NULL) && !srv->cfg.any_content_type &&
+        !is_json_type(ward_req_header(req, "Content-Type"))) {
+        ward__req_error(req, WARD_PROBLEM_UNSUPPORTED_MEDIA_TYPE, true,
+                        "the body must be application/json");
         return false;
     }
     if (length > 0) {
@@ -338,13 +339,13 @@ static bool take_body(struct ward_server *srv, struct ward_req *req, const char 
 static void dispatch(struct ward_server *srv, struct ward_req *req)
 {
     if (req->discarded > 0) {
-        ward_req_fail(req, WARD_PROBLEM_BODY_TOO_LARGE, "the body is over the limit of %lld bytes",
-                      (long long)srv->cfg.body_limit);
+        ward__req_error(req, WARD_PROBLEM_BODY_TOO_LARGE, true, "the body is over the limit of %lld bytes",
+                        (long long)srv->cfg.body_limit);
         return;
     }
     if (ward_clock_now(NULL) >= req->deadline) {
-        ward_req_fail(req, WARD_PROBLEM_DEADLINE_EXCEEDED,
-                      "the request's deadline passed before it could be handled");
+        ward__req_error(req, WARD_PROBLEM_DEADLINE_EXCEEDED, true,
+                        "the request's deadline passed before it could be handled");
         return;
     }
     pthread_mutex_lock(&req->lock);
@@ -357,7 +358,7 @@ static void dispatch(struct ward_server *srv, struct ward_req *req)
     if (unanswered) {
         WARD_ERROR(srv->log, &req->logctx, "handler returned without an answer",
                    WARD_S("route", req->route->pattern));
-        ward_req_fail(req, WARD_PROBLEM_INTERNAL, "the handler gave no answer");
+        ward__req_error(req, WARD_PROBLEM_INTERNAL, true, "the handler gave no answer");
     }
 }
 

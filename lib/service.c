@@ -86,6 +86,8 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         goto out;
     }
     cfg.access_log = !no_access_log;
+    if (def->configure != NULL)
+        def->configure(&cfg, def->arg);
 
     svc.log = ward_log_new(def->name, level, 2);
     svc.metrics = ward_metrics_new();

@@ -20,6 +20,13 @@
 struct ward_server;
 struct ward_req;
 
+/* Renders an error the framework itself detects (404 no route, 405 with Allow already
+ * set, 413, 415, 400 bad deadline header, 504, 500 no answer) instead of the default
+ * problem+json: it answers req with a ward_req_respond* call (from the calling thread,
+ * before returning). status is the code the framework chose, detail its explanation.
+ * If it returns without answering, the framework answers status with detail as text. */
+typedef void (*ward_error_fn)(struct ward_req *req, int status, const char *detail, void *arg);
+
 struct ward_server_config {
     const char *service;     /* name in logs and health bodies */
     const char *version;     /* shown by /health */
@@ -32,6 +39,9 @@ struct ward_server_config {
     int64_t shutdown_delay;  /* ns still serving after a signal; default 1 s */
     int64_t drain_timeout;   /* ns to let in-flight requests finish; default 30 s */
     bool access_log;         /* one line per request; default true */
+    bool any_content_type;   /* accept bodies of any media type (no 415); default false */
+    ward_error_fn on_error;  /* renders the framework's own errors; NULL: problem+json */
+    void *on_error_arg;
 };
 
 /* Fills cfg with the defaults above (listen "127.0.0.1:0"). */
@@ -105,6 +115,11 @@ const char *ward_req_path(const struct ward_req *req);
 const char *ward_req_param(const struct ward_req *req, const char *name);
 /* Value of query argument name (decoded), or NULL. */
 const char *ward_req_query(const struct ward_req *req, const char *name);
+/* The n-th (from 0, in request order) value of query argument name, decoded, into
+ * *value: true when there is one. *value is NULL for a key given without '='
+ * ("?pretty"), "" for "?pretty=". Repeated keys ("tag=a&tag=b") are read this way. */
+bool ward_req_query_nth(const struct ward_req *req, const char *name, size_t n,
+                        const char **value);
 /* Value of request header name (case-insensitive), or NULL. */
 const char *ward_req_header(const struct ward_req *req, const char *name);
 /* The raw body (not NUL-terminated; may be NULL when empty). */

@@ -22,6 +22,9 @@ struct ward_service_def {
     size_t nopts;
     /* Registers routes and checks, opens stores. Non-OK ends the process with 1. */
     enum ward_err (*setup)(struct ward_service *svc, void *arg);
+    /* Adjusts the server settings after the flags were parsed and before the server is
+     * created (error renderer, media types, timeouts). May be NULL. */
+    void (*configure)(struct ward_server_config *cfg, void *arg);
     /* Runs after the server stopped (close stores). May be NULL. */
     void (*teardown)(struct ward_service *svc, void *arg);
     void *arg;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include <ward/http.h>
+#include <ward/service.h>
 
 #include "trace.h"
 
@@ -62,7 +63,8 @@ static void call_with(const char *method, const char *path, const char *body, co
     snprintf(url, sizeof url, "http://127.0.0.1:%u%s", ward_server_port(srv), path);
     CURL *c = curl_easy_init();
     cr_assert_not_null(c);
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    bool own_type = header != NULL && strncmp(header, "Content-Type:", 13) == 0;
+    struct curl_slist *h = own_type ? NULL : curl_slist_append(NULL, "Content-Type: application/json");
     if (header != NULL)
         h = curl_slist_append(h, header);
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -338,4 +340,159 @@ Test(trace, request_ids_are_checked)
     memset(longer, 'a', sizeof longer - 1);
     longer[sizeof longer - 1] = '\0';
     cr_assert_not(ward__request_id_valid(longer));
+}
+
+/* --- a server with an error renderer, any body media type and repeated query keys --- */
+
+static void plain_error(struct ward_req *req, int status, const char *detail, void *arg)
+{
+    int *calls = arg;
+    char text[600];
+    (*calls)++;
+    int n = snprintf(text, sizeof text, "plain %d: %s", status, detail);
+    ward_req_respond(req, status, "text/plain; charset=utf-8", text, (size_t)n);
+}
+
+static int plain_calls;
+
+static void echo_body(struct ward_req *req, void *arg)
+{
+    (void)arg;
+    size_t len = 0;
+    const char *body = ward_req_body(req, &len);
+    ward_req_respond(req, 200, "text/plain", body, len);
+}
+
+static void list_tags(struct ward_req *req, void *arg)
+{
+    (void)arg;
+    char out[256] = "";
+    size_t used = 0;
+    const char *v = NULL;
+    for (size_t i = 0; ward_req_query_nth(req, "tag", i, &v); i++)
+        used += (size_t)snprintf(out + used, sizeof out - used, "[%s]", v != NULL ? v : "(null)");
+    bool has = ward_req_query_nth(req, "pretty", 0, &v);
+    used += (size_t)snprintf(out + used, sizeof out - used, "pretty=%s", has ? (v ? v : "(null)") : "absent");
+    ward_req_respond(req, 200, "text/plain", out, used);
+}
+
+static void setup_custom(void)
+{
+    struct ward_server_config cfg;
+    ward_server_config_defaults(&cfg);
+    cfg.shutdown_delay = 0;
+    cfg.drain_timeout = 2000000000;
+    cfg.access_log = false;
+    cfg.any_content_type = true;
+    cfg.on_error = plain_error;
+    cfg.on_error_arg = &plain_calls;
+    plain_calls = 0;
+    metrics = ward_metrics_new();
+    cr_assert_eq(ward_server_new(&cfg, NULL, metrics, &srv), WARD_ERR_OK);
+    cr_assert_eq(ward_server_route(srv, "PUT", "/echo", echo_body, NULL), WARD_ERR_OK);
+    cr_assert_eq(ward_server_route(srv, "GET", "/tags", list_tags, NULL), WARD_ERR_OK);
+    cr_assert_eq(ward_server_route(srv, "GET", "/hang", hang_handler, NULL), WARD_ERR_OK);
+    cr_assert_eq(ward_server_route(srv, "GET", "/silent", silent_handler, NULL), WARD_ERR_OK);
+    cr_assert_eq(ward_server_start(srv), WARD_ERR_OK);
+}
+
+TestSuite(http_custom, .init = setup_custom, .fini = teardown, .timeout = 30);
+
+Test(http_custom, error_renderer_answers_404_and_405_in_its_own_format)
+{
+    struct reply r;
+    call("GET", "/nowhere", NULL, &r);
+    cr_assert_eq(r.status, 404);
+    cr_assert_str_eq(r.body, "plain 404: no route for GET /nowhere");
+    cr_assert_not_null(strstr(r.headers, "text/plain; charset=utf-8"));
+    call("POST", "/echo", "x", &r);
+    cr_assert_eq(r.status, 405);
+    cr_assert_not_null(strstr(r.body, "plain 405: "), "%s", r.body);
+    cr_assert_not_null(strstr(r.headers, "Allow: PUT\r\n"), "%s", r.headers);
+    call_with("GET", "/tags", NULL, "X-Request-Timeout-Ms: soon", &r);
+    cr_assert_eq(r.status, 400);
+    cr_assert_eq(strncmp(r.body, "plain 400: ", 11), 0);
+    call("GET", "/silent", NULL, &r);
+    cr_assert_eq(r.status, 500);
+    cr_assert_str_eq(r.body, "plain 500: the handler gave no answer");
+    cr_assert_eq(plain_calls, 4);
+}
+
+Test(http_custom, error_renderer_answers_the_watchdogs_504)
+{
+    struct reply r;
+    hung = NULL;
+    call_with("GET", "/hang", NULL, "X-Request-Timeout-Ms: 100", &r);
+    cr_assert_eq(r.status, 504);
+    cr_assert_eq(strncmp(r.body, "plain 504: ", 11), 0, "%s", r.body);
+    /* the handler still holds its reference: its late answer is dropped and frees it */
+    cr_assert_not_null(hung);
+    ward_req_respond(hung, 200, "text/plain", "late", 4);
+    call("GET", "/tags", NULL, &r);
+    cr_assert_eq(r.status, 200);
+}
+
+Test(http_custom, any_content_type_accepts_form_bodies)
+{
+    struct reply r;
+    call_with("PUT", "/echo", "{\"Name\":\"web\"}", "Content-Type: application/x-www-form-urlencoded", &r);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, "{\"Name\":\"web\"}");
+}
+
+Test(http_custom, repeated_query_keys_and_keys_without_value)
+{
+    struct reply r;
+    call("GET", "/tags?tag=a&x=1&tag=b%20c&tag=", NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "[a][b c][]pretty=absent");
+    call("GET", "/tags?pretty", NULL, &r);
+    cr_assert_str_eq(r.body, "pretty=(null)");
+    call("GET", "/tags?pretty=", NULL, &r);
+    cr_assert_str_eq(r.body, "pretty=");
+}
+
+Test(http, json_content_type_is_still_required_by_default)
+{
+    struct reply r;
+    call_with("POST", "/later", "{}", "Content-Type: text/plain", &r);
+    cr_assert_eq(r.status, 415);
+    cr_assert_not_null(strstr(r.body, "unsupported-media-type"), "%s", r.body);
+}
+
+/* --- ward_service_def.configure: runs after the flags, before the server exists --- */
+
+struct seen {
+    int calls;
+    char listen[64];
+};
+
+static void configure_bad_listen(struct ward_server_config *cfg, void *arg)
+{
+    struct seen *seen = arg;
+    seen->calls++;
+    snprintf(seen->listen, sizeof seen->listen, "%s", cfg->listen);
+    cfg->listen = "not an address"; /* so ward_server_new fails and nothing starts */
+}
+
+static enum ward_err setup_never(struct ward_service *svc, void *arg)
+{
+    (void)svc;
+    ((struct seen *)arg)->calls += 100;
+    return WARD_ERR_OK;
+}
+
+Test(service, configure_sees_parsed_flags_and_shapes_the_server)
+{
+    struct seen seen = {0};
+    const struct ward_service_def def = {
+        .name = "configured", .version = "1", .summary = "test", .default_listen = "127.0.0.1:0",
+        .configure = configure_bad_listen, .setup = setup_never, .arg = &seen,
+    };
+    char *argv[] = {(char *)(uintptr_t) "configured", (char *)(uintptr_t) "--listen",
+                    (char *)(uintptr_t) "127.0.0.1:7", (char *)(uintptr_t) "--log-level",
+                    (char *)(uintptr_t) "off", NULL};
+    cr_assert_eq(ward_service_main(&def, 5, argv), 2, "the address configure set was used");
+    cr_assert_eq(seen.calls, 1, "configure once, setup never");
+    cr_assert_str_eq(seen.listen, "127.0.0.1:7");
 }
