@@ -73,6 +73,18 @@ static void on_shutdown(void *arg)
     reg_watchers_drain(ctx->watchers);
 }
 
+/* Stops the reaper, the check runner and, last, the writer (so that it saves the final
+ * state). Each may be NULL. */
+static void stop_workers(struct reg_ctx *ctx)
+{
+    reg_reaper_free(ctx->reaper);
+    reg_checks_free(ctx->checks);
+    reg_persist_free(ctx->persist);
+    ctx->reaper = NULL;
+    ctx->checks = NULL;
+    ctx->persist = NULL;
+}
+
 static enum ward_err setup(struct ward_service *svc, void *arg)
 {
     struct reg_ctx *ctx = arg;
@@ -82,6 +94,12 @@ static enum ward_err setup(struct ward_service *svc, void *arg)
     enum ward_err err = reg_state_new(NULL, &ctx->st);
     if (err == WARD_ERR_OK)
         err = reg_watchers_new(ctx, &ctx->watchers);
+    if (err == WARD_ERR_OK && ctx->data_dir != NULL && ctx->data_dir[0] != '\0')
+        err = reg_persist_new(ctx, &ctx->persist);
+    if (err == WARD_ERR_OK)
+        err = reg_checks_new(ctx, &ctx->checks);
+    if (err == WARD_ERR_OK)
+        err = reg_reaper_new(ctx, &ctx->reaper);
     if (err == WARD_ERR_OK)
         err = ward_metrics_on_collect(ctx->metrics, collect, ctx);
     if (err == WARD_ERR_OK)
@@ -96,6 +114,7 @@ static enum ward_err setup(struct ward_service *svc, void *arg)
         err = reg_status_routes(srv, ctx);
     if (err != WARD_ERR_OK) {
         ward_metrics_off_collect(ctx->metrics, collect, ctx);
+        stop_workers(ctx);
         reg_watchers_free(ctx->watchers);
         reg_state_free(ctx->st);
         ctx->watchers = NULL;
@@ -109,18 +128,31 @@ static void teardown(struct ward_service *svc, void *arg)
     struct reg_ctx *ctx = arg;
     (void)svc;
     ward_metrics_off_collect(ctx->metrics, collect, ctx);
+    stop_workers(ctx);
     reg_watchers_free(ctx->watchers);
     reg_state_free(ctx->st);
 }
 
 int main(int argc, char **argv)
 {
-    struct reg_ctx ctx = {0};
+    struct reg_ctx ctx = {.reap_min = 60 * WARD_NS_PER_S, .reap_interval = 30 * WARD_NS_PER_S};
+    const struct ward_opt opts[] = {
+        {"data-dir", "WARD_DATA_DIR", WARD_OPT_STRING, &ctx.data_dir,
+         "directory where registrations and check states survive a restart (none: memory only)", 0, 0},
+        {"reap-min", "WARD_REAP_MIN", WARD_OPT_DURATION, &ctx.reap_min,
+         "floor of DeregisterCriticalServiceAfter (Consul's 1m; lower it for tests)", WARD_NS_PER_MS,
+         INT64_MAX},
+        {"reap-interval", "WARD_REAP_INTERVAL", WARD_OPT_DURATION, &ctx.reap_interval,
+         "how often critical services are reaped (Consul's 30s)", WARD_NS_PER_MS,
+         INT64_MAX},
+    };
     const struct ward_service_def def = {
         .name = "ward-registry",
         .version = WARD_VERSION,
         .summary = "single-node service registry speaking a subset of the Consul HTTP API",
         .default_listen = "127.0.0.1:8500",
+        .opts = opts,
+        .nopts = sizeof opts / sizeof opts[0],
         .configure = configure,
         .setup = setup,
         .teardown = teardown,

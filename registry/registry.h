@@ -11,12 +11,22 @@
 #include "state.h"
 
 struct reg_watchers;
+struct reg_checks;
+struct reg_reaper;
+struct reg_persist;
 
 struct reg_ctx {
     struct reg_state *st;
     struct reg_watchers *watchers;
+    struct reg_checks *checks;
+    struct reg_reaper *reaper;
+    struct reg_persist *persist;
     struct ward_log *log;
     struct ward_metrics *metrics;
+    /* flags */
+    const char *data_dir;  /* --data-dir; NULL or "" keeps everything in memory */
+    int64_t reap_min;      /* --reap-min: floor of DeregisterCriticalServiceAfter (1m) */
+    int64_t reap_interval; /* --reap-interval: how often the reaper looks (30s) */
 };
 
 /* --- json.c: Consul's shapes, durations, answers --- */
@@ -95,6 +105,33 @@ void reg_watchers_free(struct reg_watchers *w);
  * wait ends. params (size bytes) is copied for later runs. */
 void reg_block(struct reg_ctx *ctx, struct ward_req *req, reg_query_fn fn, const void *params,
                size_t size);
+
+/* --- checks.c: the runner of HTTP and TCP checks --- */
+
+/* Starts a few worker threads that probe every HTTP/TCP check at its interval (a new
+ * check at once) and publish results through the state, with Consul's thresholds.
+ * Counts registry_check_runs_total{type,status} in ctx->metrics. */
+WARD_MUST_CHECK enum ward_err reg_checks_new(struct reg_ctx *ctx, struct reg_checks **out);
+/* Stops the workers (waiting for probes under way) and frees. NULL is a no-op. */
+void reg_checks_free(struct reg_checks *r);
+
+/* --- reaper.c: DeregisterCriticalServiceAfter --- */
+
+/* Deregisters, every ctx->reap_interval, the services that have a check critical for
+ * longer than its DeregisterCriticalServiceAfter (raised to ctx->reap_min). */
+WARD_MUST_CHECK enum ward_err reg_reaper_new(struct reg_ctx *ctx, struct reg_reaper **out);
+void reg_reaper_free(struct reg_reaper *r);
+/* One pass (lock held); returns the number of services removed. */
+size_t reg_reap(struct reg_ctx *ctx);
+
+/* --- persist.c: --data-dir --- */
+
+/* Loads DIR/registry.json into ctx->st (a missing file is an empty registry; a corrupt
+ * or unreadable one is logged and ignored) and starts a writer thread that saves the
+ * state atomically after changes. */
+WARD_MUST_CHECK enum ward_err reg_persist_new(struct reg_ctx *ctx, struct reg_persist **out);
+/* Writes a last snapshot, stops the writer and frees. NULL is a no-op. */
+void reg_persist_free(struct reg_persist *p);
 
 /* --- route tables --- */
 

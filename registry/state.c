@@ -201,6 +201,38 @@ static void changed(struct reg_state *st)
 {
     if (st->on_change != NULL)
         st->on_change(st->on_change_arg);
+    for (size_t i = 0; i < st->nhooks; i++)
+        st->hooks[i](st->hook_args[i]);
+}
+
+bool reg_state_hook_add(struct reg_state *st, reg_change_fn fn, void *arg)
+{
+    if (st->nhooks >= sizeof st->hooks / sizeof st->hooks[0])
+        return false;
+    st->hooks[st->nhooks] = fn;
+    st->hook_args[st->nhooks] = arg;
+    st->nhooks++;
+    return true;
+}
+
+void reg_state_hook_remove(struct reg_state *st, reg_change_fn fn, void *arg)
+{
+    for (size_t i = 0; i < st->nhooks; i++) {
+        if (st->hooks[i] == fn && st->hook_args[i] == arg) {
+            st->nhooks--;
+            st->hooks[i] = st->hooks[st->nhooks];
+            st->hook_args[i] = st->hook_args[st->nhooks];
+            return;
+        }
+    }
+}
+
+/* The runner's threshold counters start at their thresholds, so that the first result
+ * applies at once (Consul's StatusHandler). */
+static void arm_counters(struct reg_check *c)
+{
+    c->successes = c->success_before_passing;
+    c->failures = c->failures_before_critical;
 }
 
 struct reg_service *reg_state_service(const struct reg_state *st, const char *id)
@@ -289,6 +321,7 @@ enum ward_err reg_state_register(struct reg_state *st, struct reg_service *svc,
         }
         if (c->kind == REG_CHECK_TTL)
             c->ttl_deadline = now + c->ttl;
+        arm_counters(c);
     }
     if (replace) {
         for (size_t i = st->nchecks; i-- > 1;) {
@@ -357,6 +390,7 @@ enum ward_err reg_state_add_check(struct reg_state *st, struct reg_check *c)
     }
     if (c->kind == REG_CHECK_TTL)
         c->ttl_deadline = now + c->ttl;
+    arm_counters(c);
     touch_check(st, c, index);
     changed(st);
     return WARD_ERR_OK;

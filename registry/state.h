@@ -41,6 +41,8 @@ struct reg_check {
     int64_t ttl_deadline;   /* monotonic ns when a TTL check expires */
     int64_t critical_since; /* monotonic ns it turned critical; 0 when not critical (reaper) */
     int64_t successes, failures; /* threshold counters of the check runner */
+    int64_t next_run;            /* monotonic ns of the next HTTP/TCP probe; 0 = at once */
+    bool probing;                /* a check runner worker holds a probe of it */
     uint64_t create_index, modify_index;
 };
 
@@ -78,6 +80,10 @@ struct reg_state {
     size_t nnames, capnames;
     reg_change_fn on_change;
     void *on_change_arg;
+    /* further listeners (check runner, persistence), called after on_change */
+    reg_change_fn hooks[4];
+    void *hook_args[4];
+    size_t nhooks;
 };
 
 /* A state with the node and its serfHealth check, timed on clock (borrowed; NULL is the
@@ -86,6 +92,11 @@ WARD_MUST_CHECK enum ward_err reg_state_new(const struct ward_clock *clock, stru
 void reg_state_free(struct reg_state *st);
 
 void reg_state_lock(struct reg_state *st);
+/* Adds fn(arg) to the listeners called (lock held) after every change; false when the
+ * four slots are taken. Lock held. reg_state_hook_remove takes it out again. */
+bool reg_state_hook_add(struct reg_state *st, reg_change_fn fn, void *arg);
+void reg_state_hook_remove(struct reg_state *st, reg_change_fn fn, void *arg);
+
 void reg_state_unlock(struct reg_state *st);
 
 /* Everything below expects the lock held. */
