@@ -84,17 +84,53 @@ static void get_services(struct ward_req *req, void *arg)
     reg_respond_json(req, out, 0);
 }
 
-/* FNV-1a of the service's JSON text: Consul's hashes are opaque, only equality counts. */
-static void content_hash(const json_t *svc, char out[17])
+/* FNV-1a of the service's JSON text: Consul's hashes are opaque, only equality counts.
+ * false when out of memory. */
+static bool content_hash(const json_t *svc, uint64_t *out)
 {
-    char *text = json_dumps(svc, JSON_COMPACT);
+    char *text = json_dumps(svc, JSON_COMPACT | JSON_SORT_KEYS);
     uint64_t h = UINT64_C(14695981039346656037);
     for (const char *p = text; p != NULL && *p != '\0'; p++) {
         h ^= (unsigned char)*p;
         h *= UINT64_C(1099511628211);
     }
+    *out = h;
     free(text);
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    return text != NULL;
+}
+
+/* The hash query of GET /agent/service/:id; params is the service ID (a string). */
+static bool service_query(const struct reg_state *st, const void *params, uint64_t *hash,
+                          struct ward_req *req)
+{
+    const char *id = params;
+    char text[17];
+    int status = 200;
+    const struct reg_service *svc = reg_state_service(st, id);
+    json_t *out = svc != NULL ? reg_json_agent_service(svc, false) : NULL;
+    *hash = 0;
+    if (svc == NULL)
+        status = 404;
+    else if (out == NULL || !content_hash(out, hash))
+        status = 500;
+    if (req != NULL && status == 200) {
+        snprintf(text, sizeof text, "%016llx", (unsigned long long)*hash);
+        if (json_object_set_new(out, "ContentHash", json_string(text)) != 0 ||
+            ward_req_set_header(req, "X-Consul-ContentHash", text) != WARD_ERR_OK)
+            status = 500;
+    }
+    if (req == NULL) {
+        json_decref(out);
+    } else if (status == 200) {
+        reg_respond_json(req, out, 0); /* takes out */
+    } else {
+        json_decref(out);
+        if (status == 404)
+            reg_respond_error(req, 404, "unknown service ID: %s", id);
+        else
+            reg_respond_error(req, 500, "out of memory");
+    }
+    return status == 200;
 }
 
 static void get_service(struct ward_req *req, void *arg)
@@ -108,23 +144,7 @@ static void get_service(struct ward_req *req, void *arg)
             reg_respond_error(req, 405, "method %s not allowed", ward_req_method(req));
         return;
     }
-    reg_state_lock(ctx->st);
-    const struct reg_service *svc = reg_state_service(ctx->st, id);
-    json_t *out = svc != NULL ? reg_json_agent_service(svc, false) : NULL;
-    reg_state_unlock(ctx->st);
-    if (svc == NULL) {
-        reg_respond_error(req, 404, "unknown service ID: %s", id);
-        return;
-    }
-    char hash[17];
-    content_hash(out, hash);
-    if (out == NULL || json_object_set_new(out, "ContentHash", json_string(hash)) != 0 ||
-        ward_req_set_header(req, "X-Consul-ContentHash", hash) != WARD_ERR_OK) {
-        json_decref(out);
-        reg_respond_error(req, 500, "out of memory");
-        return;
-    }
-    reg_respond_json(req, out, 0);
+    reg_block_hash(ctx, req, service_query, id, strlen(id) + 1);
 }
 
 static void get_checks(struct ward_req *req, void *arg)

@@ -1,6 +1,7 @@
-/* blocking.c — Consul's index-based blocking queries: a waiting request is suspended (no
- * thread of its own) and answered by the thread whose change moves its index, or by the
- * timer thread when its wait ends. The timer thread also drives TTL expiry. */
+/* blocking.c — Consul's blocking queries, index-based and hash-based: a waiting request is
+ * suspended (no thread of its own) and answered by the thread whose change moves its index
+ * or its content hash, or by the timer thread when its wait ends. The timer thread also
+ * drives TTL expiry. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -16,9 +17,10 @@
 
 struct reg_watch {
     struct ward_req *req;
-    reg_query_fn fn;
-    uint64_t index;   /* the index the client has seen */
-    int64_t deadline; /* monotonic ns */
+    reg_query_fn fn;     /* index-based, or NULL */
+    reg_hash_fn hash_fn; /* hash-based, or NULL */
+    uint64_t seen;       /* the index or the content hash the client has seen */
+    int64_t deadline;    /* monotonic ns */
     struct reg_watch *prev, *next;
     _Alignas(max_align_t) unsigned char params[];
 };
@@ -57,25 +59,46 @@ static void unlink_watch(struct reg_watchers *w, struct reg_watch *x)
     ward_gauge_set(w->gauge, (double)w->count);
 }
 
+/* Whether the query of x (over params) no longer matches what its client has seen: the
+ * index moved past it, or the content hash differs (or the object is gone). Lock held. */
+static bool moved(const struct reg_state *st, const struct reg_watch *x, const void *params)
+{
+    uint64_t now = 0;
+    if (x->hash_fn != NULL)
+        return !x->hash_fn(st, params, &now, NULL) || now != x->seen;
+    x->fn(st, params, &now, false);
+    return now > x->seen;
+}
+
+/* Answers x->req with the current state of its query. Lock held. */
+static void answer(const struct reg_state *st, const struct reg_watch *x, const void *params)
+{
+    uint64_t now = 0;
+    if (x->hash_fn != NULL) {
+        x->hash_fn(st, params, &now, x->req);
+        return;
+    }
+    json_t *body = x->fn(st, params, &now, true);
+    reg_respond_json(x->req, body, now);
+}
+
 /* Answers a watcher with the current state and forgets it. Lock held. */
-static void finish(struct reg_watchers *w, struct reg_watch *x, json_t *body, uint64_t index)
+static void finish(struct reg_watchers *w, struct reg_watch *x)
 {
     unlink_watch(w, x);
-    reg_respond_json(x->req, body, index);
+    answer(w->ctx->st, x, x->params);
     free(x);
 }
 
-/* The state changed: answer every watcher whose query's index moved past its own. */
+/* The state changed: answer every watcher whose query moved away from what it has seen. */
 static void on_change(void *arg)
 {
     struct reg_watchers *w = arg;
     struct reg_watch *x = w->head;
     while (x != NULL) {
         struct reg_watch *next = x->next;
-        uint64_t index = 0;
-        x->fn(w->ctx->st, x->params, &index, false);
-        if (index > x->index)
-            finish(w, x, x->fn(w->ctx->st, x->params, &index, true), index);
+        if (moved(w->ctx->st, x, x->params))
+            finish(w, x);
         x = next;
     }
     pthread_cond_signal(&w->cond); /* TTL deadlines may have moved */
@@ -92,11 +115,9 @@ static void *timer_main(void *arg)
         struct reg_watch *x = w->head;
         while (x != NULL) {
             struct reg_watch *after = x->next;
-            if (x->deadline <= now) {
-                uint64_t index = 0;
-                json_t *body = x->fn(st, x->params, &index, true);
-                finish(w, x, body, index);
-            } else if (x->deadline < next) {
+            if (x->deadline <= now)
+                finish(w, x);
+            else if (x->deadline < next) {
                 next = x->deadline;
             }
             x = after;
@@ -167,11 +188,8 @@ void reg_watchers_drain(struct reg_watchers *w)
     struct reg_state *st = w->ctx->st;
     reg_state_lock(st);
     w->draining = true;
-    while (w->head != NULL) {
-        uint64_t index = 0;
-        json_t *body = w->head->fn(st, w->head->params, &index, true);
-        finish(w, w->head, body, index);
-    }
+    while (w->head != NULL)
+        finish(w, w->head);
     reg_state_unlock(st);
 }
 
@@ -223,28 +241,18 @@ static bool parse_wait(const struct ward_req *req, int64_t *out)
     return reg_duration_parse(v, out);
 }
 
-void reg_block(struct reg_ctx *ctx, struct ward_req *req, reg_query_fn fn, const void *params,
-               size_t size)
+/* The common part of both kinds of blocking: answers at once when the client asked not to
+ * block, the query already moved or the server drains; otherwise holds req as a watcher
+ * like proto (req, fn or hash_fn, seen) with params copied, for wait capped and jittered. */
+static void hold(struct reg_ctx *ctx, const struct reg_watch *proto, bool block, int64_t wait,
+                 const void *params, size_t size)
 {
     struct reg_watchers *w = ctx->watchers;
     struct reg_state *st = ctx->st;
-    uint64_t want = 0;
-    int64_t wait = 0;
-    if (!parse_wait(req, &wait)) {
-        reg_respond_error(req, 400, "Invalid wait time");
-        return;
-    }
-    if (!parse_index(req, &want)) {
-        reg_respond_error(req, 400, "Invalid index");
-        return;
-    }
     reg_state_lock(st);
     reg_state_tick(st);
-    uint64_t index = 0;
-    json_t *body = NULL;
-    fn(st, params, &index, false);
     struct reg_watch *x = NULL;
-    if (want == 0 || index > want || w->draining || w->stop)
+    if (!block || w->draining || w->stop || moved(st, proto, params))
         goto now;
     x = malloc(sizeof *x + size);
     if (x == NULL)
@@ -254,13 +262,14 @@ void reg_block(struct reg_ctx *ctx, struct ward_req *req, reg_query_fn fn, const
     if (wait > MAX_WAIT)
         wait = MAX_WAIT;
     wait += (int64_t)(next_random(w) % (uint64_t)(wait / 16 + 1));
-    int64_t now = ward_clock_now(NULL);
-    *x = (struct reg_watch){.req = req, .fn = fn, .index = want, .deadline = now + wait};
-    int64_t limit = ward_req_deadline(req) - DEADLINE_MARGIN;
+    *x = *proto;
+    x->prev = NULL;
+    x->deadline = ward_clock_now(NULL) + wait;
+    int64_t limit = ward_req_deadline(proto->req) - DEADLINE_MARGIN;
     if (limit < x->deadline)
         x->deadline = limit;
     memcpy(x->params, params, size);
-    ward_req_suspend(req);
+    ward_req_suspend(proto->req);
     x->next = w->head;
     if (w->head != NULL)
         w->head->prev = x;
@@ -271,7 +280,58 @@ void reg_block(struct reg_ctx *ctx, struct ward_req *req, reg_query_fn fn, const
     reg_state_unlock(st);
     return;
 now:
-    body = fn(st, params, &index, true);
-    reg_respond_json(req, body, index);
+    answer(st, proto, params);
     reg_state_unlock(st);
+}
+
+void reg_block(struct reg_ctx *ctx, struct ward_req *req, reg_query_fn fn, const void *params,
+               size_t size)
+{
+    uint64_t want = 0;
+    int64_t wait = 0;
+    if (!parse_wait(req, &wait)) {
+        reg_respond_error(req, 400, "Invalid wait time");
+        return;
+    }
+    if (!parse_index(req, &want)) {
+        reg_respond_error(req, 400, "Invalid index");
+        return;
+    }
+    struct reg_watch proto = {.req = req, .fn = fn, .seen = want};
+    hold(ctx, &proto, want != 0, wait, params, size);
+}
+
+/* ?hash as this registry writes it: exactly 16 lowercase hex digits. Anything else is a
+ * hash that cannot match (false): the query answers at once. */
+static bool parse_hash(const char *v, uint64_t *out)
+{
+    uint64_t h = 0;
+    size_t i = 0;
+    for (; v[i] != '\0' && i < 16; i++) {
+        unsigned d = 0;
+        if (v[i] >= '0' && v[i] <= '9')
+            d = (unsigned)(v[i] - '0');
+        else if (v[i] >= 'a' && v[i] <= 'f')
+            d = (unsigned)(v[i] - 'a' + 10);
+        else
+            return false;
+        h = h << 4 | d;
+    }
+    *out = h;
+    return i == 16 && v[i] == '\0';
+}
+
+void reg_block_hash(struct reg_ctx *ctx, struct ward_req *req, reg_hash_fn fn, const void *params,
+                    size_t size)
+{
+    const char *v = NULL;
+    int64_t wait = 0;
+    uint64_t seen = 0;
+    if (!parse_wait(req, &wait)) {
+        reg_respond_error(req, 400, "Invalid wait time");
+        return;
+    }
+    bool block = ward_req_query_nth(req, "hash", 0, &v) && v != NULL && parse_hash(v, &seen);
+    struct reg_watch proto = {.req = req, .hash_fn = fn, .seen = seen};
+    hold(ctx, &proto, block, wait, params, size);
 }

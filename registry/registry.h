@@ -1,6 +1,6 @@
 /* registry.h — what ward-registry's files share: the context every handler gets, the
  * Consul JSON shapes and answers (json.c), request decoding (decode.c), blocking queries
- * (blocking.c) and the route tables of each endpoint group. */
+ * (blocking.c, index- and hash-based) and the route tables of each endpoint group. */
 #ifndef REG_REGISTRY_H
 #define REG_REGISTRY_H
 
@@ -85,7 +85,7 @@ bool reg_decode_service(struct ward_req *req, const json_t *body, struct reg_ser
  * on success *out is the caller's. */
 bool reg_decode_check(struct ward_req *req, const json_t *body, struct reg_check **out);
 
-/* --- blocking.c: index-based blocking queries --- */
+/* --- blocking.c: index-based and hash-based blocking queries --- */
 
 /* Sets *index to the query's index over the state (never 0; lock held) and, when render
  * is true, returns its answer (NULL when out of memory). With render false it returns
@@ -105,6 +105,21 @@ void reg_watchers_free(struct reg_watchers *w);
  * wait ends. params (size bytes) is copied for later runs. */
 void reg_block(struct reg_ctx *ctx, struct ward_req *req, reg_query_fn fn, const void *params,
                size_t size);
+
+/* A hash-blocking query (lock held): sets *hash to the content hash of its answer and
+ * returns true; returns false when it cannot be held (the object is gone, or memory ran
+ * out). When req is not NULL it also answers req: the data with X-Consul-ContentHash,
+ * or the 404 (or 500) that goes with false. */
+typedef bool (*reg_hash_fn)(const struct reg_state *st, const void *params, uint64_t *hash,
+                            struct ward_req *req);
+
+/* Runs a hash-blocking GET (GET /agent/service/:id): parses wait (400 on a bad value) and
+ * answers at once, or, when ?hash equals the current content hash, holds req until the
+ * hash changes, the object goes or the wait (default, cap and jitter as reg_block) ends.
+ * A hash that is not this registry's 16 lowercase hex digits never matches. params (size
+ * bytes) is copied for later runs. */
+void reg_block_hash(struct reg_ctx *ctx, struct ward_req *req, reg_hash_fn fn, const void *params,
+                    size_t size);
 
 /* --- checks.c: the runner of HTTP and TCP checks --- */
 

@@ -21,8 +21,8 @@
 
 enum reg_status { REG_PASSING, REG_WARNING, REG_CRITICAL };
 
-/* How a check learns its status: TTL checks from clients, the others from the check
- * runner (a separate file, not in this step: they keep their initial status). */
+/* How a check learns its status: TTL checks from clients, HTTP and TCP checks from the
+ * check runner (checks.c), node-level checks from their own updates. */
 enum reg_check_kind { REG_CHECK_TTL, REG_CHECK_HTTP, REG_CHECK_TCP, REG_CHECK_NODE };
 
 struct reg_check {

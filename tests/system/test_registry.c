@@ -1,6 +1,7 @@
 /* test_registry.c — ward-registry as a Consul client sees it: the agent, health, catalog
- * and status endpoints, plain-text errors, JSON shapes, index rules, blocking queries
- * (wake-up, timeout, 500 held at once, shutdown), TTL expiry and malformed input. */
+ * and status endpoints, plain-text errors, JSON shapes, index rules, blocking queries by
+ * index and by content hash (wake-up, timeout, 500 held at once, 404 on deregistration,
+ * shutdown), TTL expiry and malformed input. */
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdio.h>
@@ -579,4 +580,116 @@ Test(registry, check_register_and_deregister_on_their_own)
                 "Unknown check ID \"serfHealth\". Ensure that the check ID is passed, not the check name.");
     cr_assert_eq(json_object_size(get_json("/v1/agent/checks", 200, &r)), 0);
     h_resp_free(&r);
+}
+
+/* The ContentHash of GET /v1/agent/service/<id>, checked against its header. */
+static char *content_hash_of(const char *id)
+{
+    struct h_resp r;
+    char path[128];
+    snprintf(path, sizeof path, "/v1/agent/service/%s", id);
+    json_t *s = get_json(path, 200, &r);
+    char *hash = h_resp_header(&r, "X-Consul-ContentHash");
+    cr_assert_not_null(hash);
+    cr_assert_eq(strlen(hash), 16, "hash %s", hash);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "ContentHash")), hash);
+    h_resp_free(&r);
+    return hash;
+}
+
+Test(registry, hash_blocking_is_woken_by_a_change_to_that_service_only)
+{
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"hb\",\"ID\":\"hb1\",\"Port\":1,\"Check\":{\"TTL\":\"1m\"}}");
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"hb\",\"ID\":\"hb2\",\"Port\":1}");
+    char *h1 = content_hash_of("hb1");
+    char path[128];
+    snprintf(path, sizeof path, "/v1/agent/service/hb1?hash=%s&wait=30s", h1);
+    double t0 = now_s();
+    int fd = send_get(path);
+    await_watchers(1);
+    /* another service, and a check status of this one, leave its hash as it was */
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"hb\",\"ID\":\"hb2\",\"Port\":2}");
+    ok_write("PUT", "/v1/agent/check/pass/service:hb1", NULL);
+    await_watchers(1);
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"hb\",\"ID\":\"hb1\",\"Port\":3,\"Check\":{\"TTL\":\"1m\"}}");
+    char *body = NULL;
+    cr_assert_eq(h_read_response(fd, 10000, &body), 200);
+    close(fd);
+    cr_assert_lt(now_s() - t0, 10.0);
+    json_t *s = json_loads(body, 0, NULL);
+    cr_assert_not_null(s, "%s", body);
+    cr_assert_eq(json_integer_value(json_object_get(s, "Port")), 3);
+    const char *h2 = json_string_value(json_object_get(s, "ContentHash"));
+    cr_assert_not_null(h2);
+    cr_assert_str_neq(h2, h1, "the hash did not change with the service");
+    char *now = content_hash_of("hb1");
+    cr_assert_str_eq(now, h2);
+    free(now);
+    json_decref(s);
+    free(body);
+    free(h1);
+    await_watchers(0);
+}
+
+Test(registry, hash_blocking_with_a_different_hash_answers_at_once)
+{
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"hd\",\"ID\":\"hd1\",\"Port\":1}");
+    char *h = content_hash_of("hd1");
+    static const char *const other[] = {"0000000000000000", "zz", "", "ABCDEF0123456789"};
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        struct h_resp r;
+        char path[128];
+        snprintf(path, sizeof path, "/v1/agent/service/hd1?hash=%s&wait=30s", other[i]);
+        double t0 = now_s();
+        json_t *s = get_json(path, 200, &r);
+        cr_assert_lt(now_s() - t0, 5.0, "hash=%s blocked", other[i]);
+        cr_assert_str_eq(json_string_value(json_object_get(s, "ContentHash")), h);
+        h_resp_free(&r);
+    }
+    free(h);
+    /* an unknown ID answers 404 at once, whatever the hash */
+    expect_text("GET", "/v1/agent/service/nope?hash=0000000000000000&wait=30s", NULL, 404,
+                "unknown service ID: nope");
+    expect_text("GET", "/v1/agent/service/hd1?hash=0000000000000000&wait=soon", NULL, 400,
+                "Invalid wait time");
+}
+
+Test(registry, hash_blocking_times_out_after_wait)
+{
+    struct h_resp r;
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"ht\",\"ID\":\"ht1\",\"Port\":1}");
+    char *h = content_hash_of("ht1");
+    char path[128];
+    snprintf(path, sizeof path, "/v1/agent/service/ht1?hash=%s&wait=400ms", h);
+    double t0 = now_s();
+    json_t *s = get_json(path, 200, &r);
+    double took = now_s() - t0;
+    cr_assert_geq(took, 0.39, "answered after %f s", took);
+    cr_assert_lt(took, 0.4 * 17 / 16 + 1.0, "answered after %f s", took);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "ContentHash")), h);
+    char *hdr = h_resp_header(&r, "X-Consul-ContentHash");
+    cr_assert_str_eq(hdr, h);
+    free(hdr);
+    hdr = h_resp_header(&r, "X-Consul-Index");
+    cr_assert_null(hdr, "agent endpoints send no X-Consul-Index");
+    h_resp_free(&r);
+    free(h);
+}
+
+Test(registry, hash_blocking_answers_404_when_the_service_is_deregistered)
+{
+    ok_write("PUT", "/v1/agent/service/register", "{\"Name\":\"hx\",\"ID\":\"hx1\",\"Port\":1}");
+    char *h = content_hash_of("hx1");
+    char path[128];
+    snprintf(path, sizeof path, "/v1/agent/service/hx1?hash=%s&wait=30s", h);
+    int fd = send_get(path);
+    await_watchers(1);
+    ok_write("PUT", "/v1/agent/service/deregister/hx1", NULL);
+    char *body = NULL;
+    cr_assert_eq(h_read_response(fd, 10000, &body), 404);
+    close(fd);
+    cr_assert_str_eq(body, "unknown service ID: hx1");
+    free(body);
+    free(h);
+    await_watchers(0);
 }
