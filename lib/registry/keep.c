@@ -1,0 +1,130 @@
+/* keep.c — anti-entropy for the consul backend: a thread per registration that registers
+ * it again whenever the agent forgot it (restart without --data-dir, reaped). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry_int.h"
+
+struct ward__reg_keep {
+    struct ward__reg_keep *next;
+    struct ward_registry *r;
+    struct ward_registration reg; /* strings owned */
+    char **tags;                  /* owned, NULL-terminated */
+    bool stop;                    /* guarded by r->lock */
+    pthread_t thread;
+};
+
+/* The anti-entropy loop (see ward_registry_keep_registered). */
+static void *keep_main(void *arg)
+{
+    struct ward__reg_keep *k = arg;
+    struct ward_registry *r = k->r;
+    while (ward__reg_pause(r, &k->stop, r->s.keep_period))
+        if (ward__consul_known(r, k->reg.id) == WARD_ERR_NOT_FOUND)
+            (void)ward__consul_register(r, &k->reg);
+    return NULL;
+}
+
+static void keep_free(struct ward__reg_keep *k)
+{
+    for (size_t i = 0; k->tags != NULL && k->tags[i] != NULL; i++)
+        free(k->tags[i]);
+    free(k->tags);
+    free((char *)(uintptr_t)k->reg.id);
+    free((char *)(uintptr_t)k->reg.name);
+    free((char *)(uintptr_t)k->reg.address);
+    free((char *)(uintptr_t)k->reg.version);
+    free((char *)(uintptr_t)k->reg.check_path);
+    free((char *)(uintptr_t)k->reg.initial_status);
+    free(k);
+}
+
+void ward__keep_stop(struct ward_registry *r, const char *id)
+{
+    struct ward__reg_keep *found = NULL;
+    pthread_mutex_lock(&r->lock);
+    for (struct ward__reg_keep **p = &r->keeps; *p != NULL; p = &(*p)->next) {
+        if (strcmp((*p)->reg.id, id) == 0) {
+            found = *p;
+            *p = found->next;
+            found->stop = true;
+            pthread_cond_broadcast(&r->cond);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (found != NULL) {
+        /* Joined first, so that it cannot register id again after the caller removes it. */
+        pthread_join(found->thread, NULL);
+        keep_free(found);
+    }
+}
+
+void ward__keep_free_all(struct ward_registry *r)
+{
+    while (r->keeps != NULL) {
+        struct ward__reg_keep *k = r->keeps;
+        r->keeps = k->next;
+        pthread_join(k->thread, NULL);
+        keep_free(k);
+    }
+}
+
+/* *dst = a copy of src (NULL stays NULL); false on NOMEM. */
+static bool dup_opt(const char **dst, const char *src)
+{
+    *dst = src != NULL ? strdup(src) : NULL;
+    return src == NULL || *dst != NULL;
+}
+
+enum ward_err ward_registry_keep_registered(struct ward_registry *r,
+                                            const struct ward_registration *reg)
+{
+    if (r == NULL || !ward__registration_ok(reg))
+        return WARD_ERR_INVAL;
+    if (r->kind != WARD__REG_CONSUL)
+        return WARD_ERR_OK;
+    enum ward_err err = WARD_ERR_NOMEM;
+    struct ward__reg_keep *k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return err;
+    k->r = r;
+    k->reg = *reg;
+    size_t nt = 0;
+    while (reg->tags != NULL && reg->tags[nt] != NULL)
+        nt++;
+    k->tags = calloc(nt + 1, sizeof *k->tags);
+    bool ok = k->tags != NULL;
+    for (size_t i = 0; ok && i < nt; i++) {
+        k->tags[i] = strdup(reg->tags[i]);
+        ok = k->tags[i] != NULL;
+    }
+    k->reg.tags = (const char *const *)k->tags;
+    /* Null first, so that keep_free never frees the caller's strings. */
+    k->reg.id = k->reg.name = k->reg.address = k->reg.version = NULL;
+    k->reg.check_path = k->reg.initial_status = NULL;
+    ok = ok && dup_opt(&k->reg.id, reg->id) && dup_opt(&k->reg.name, reg->name) &&
+         dup_opt(&k->reg.address, reg->address) && dup_opt(&k->reg.version, reg->version) &&
+         dup_opt(&k->reg.check_path, reg->check_path) &&
+         dup_opt(&k->reg.initial_status, reg->initial_status);
+    if (!ok)
+        goto fail;
+    pthread_mutex_lock(&r->lock);
+    err = WARD_ERR_OK;
+    for (struct ward__reg_keep *o = r->keeps; o != NULL && err == WARD_ERR_OK; o = o->next)
+        if (strcmp(o->reg.id, reg->id) == 0)
+            err = WARD_ERR_EXISTS;
+    if (err == WARD_ERR_OK)
+        err = ward__reg_start_thread(&k->thread, keep_main, k);
+    if (err == WARD_ERR_OK) {
+        k->next = r->keeps;
+        r->keeps = k;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (err != WARD_ERR_OK)
+        goto fail;
+    return WARD_ERR_OK;
+fail:
+    keep_free(k);
+    return err;
+}
