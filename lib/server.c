@@ -454,6 +454,9 @@ bool ward_server_draining(const struct ward_server *srv)
 
 void ward_signals_block(void)
 {
+    /* a shell starts background jobs with SIGINT ignored; sigwait must still see it */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

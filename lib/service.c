@@ -7,6 +7,8 @@
 #include <ward/clock.h>
 #include <ward/service.h>
 
+#include "selfreg.h"
+
 struct ward_service {
     const struct ward_service_def *def;
     struct ward_log *log;
@@ -53,6 +55,8 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     cfg.listen = def->default_listen;
     enum ward_log_level level = WARD_LOG_INFO;
     bool no_access_log = false;
+    const char *registry_url = NULL, *advertise = NULL;
+    struct ward__selfreg selfreg = {0};
     const struct ward_opt common[] = {
         {"listen", "WARD_LISTEN", WARD_OPT_STRING, &cfg.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
         {"log-level", "WARD_LOG_LEVEL", WARD_OPT_LOG_LEVEL, &level, "debug, info, warn, error or off", 0, 0},
@@ -64,6 +68,8 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         {"shutdown-delay", "WARD_SHUTDOWN_DELAY", WARD_OPT_DURATION, &cfg.shutdown_delay, "time still serving after SIGTERM, while deregistration spreads", 0, 0},
         {"drain-timeout", "WARD_DRAIN_TIMEOUT", WARD_OPT_DURATION, &cfg.drain_timeout, "time in-flight requests get to finish on shutdown", 0, 0},
         {"no-access-log", "WARD_NO_ACCESS_LOG", WARD_OPT_BOOL, &no_access_log, "do not log one line per request", 0, 0},
+        {"registry", "WARD_REGISTRY", WARD_OPT_STRING, &registry_url, "register in consul://HOST:PORT (or static:...); none: run unregistered", 0, 0},
+        {"advertise", "WARD_ADVERTISE", WARD_OPT_STRING, &advertise, "HOST:PORT to register when the listen address is not reachable as it is", 0, 0},
     };
     size_t ncommon = sizeof common / sizeof common[0];
     size_t nopts = ncommon + def->nopts;
@@ -112,9 +118,18 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         goto out;
     WARD_INFO(svc.log, NULL, "listening", WARD_S("listen", cfg.listen),
               WARD_I("port", ward_server_port(svc.server)), WARD_S("version", def->version));
+    err = ward__selfreg_start(&selfreg, registry_url, def->name, def->version, cfg.listen,
+                              advertise, ward_server_port(svc.server), svc.log);
+    if (err == WARD_ERR_OK && selfreg.reg != NULL)
+        err = ward_server_on_shutdown(svc.server, ward__selfreg_leave, &selfreg);
+    if (err != WARD_ERR_OK) {
+        rc = err == WARD_ERR_ADDRESS ? 2 : 1;
+        goto out;
+    }
     rc = ward_server_run(svc.server);
 out:
     ward_server_free(svc.server);
+    ward__selfreg_fini(&selfreg);
     if (set_up && def->teardown != NULL)
         def->teardown(&svc, def->arg);
     ward_metrics_free(svc.metrics);

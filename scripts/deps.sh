@@ -4,7 +4,7 @@
 # Idempotent and offline when everything is present; never leaves a system service running.
 set -euo pipefail
 
-build_pkgs=(gcc make cmake pkg-config libc6-dev
+build_pkgs=(gcc make cmake pkg-config libc6-dev curl util-linux
             libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev)
 test_pkgs=(libcriterion-dev prometheus)
 bench_pkgs=(wrk util-linux curl golang-go)
