@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <ward/clock.h>
+#include <ward/thread.h>
 
 #include "log_int.h"
 
@@ -211,8 +212,6 @@ struct ward_log *ward_log_new(const char *service, enum ward_log_level level, in
 {
     struct ward_log *log = NULL;
     pthread_condattr_t ca;
-    sigset_t all;
-    sigset_t old;
     int sync_made = 0;
     int rc;
 
@@ -245,11 +244,7 @@ struct ward_log *ward_log_new(const char *service, enum ward_log_level level, in
     sync_made++;
     /* The writer must never take a signal meant for the process (SIGTERM, SIGINT);
      * blocked SIGPIPE also turns a closed reader into a plain EPIPE. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&log->thread, NULL, writer_main, log);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
+    if (ward_thread_start(&log->thread, writer_main, log) != WARD_ERR_OK)
         goto fail;
     return log;
 fail:

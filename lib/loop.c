@@ -2,6 +2,7 @@
  * timers on the loop's clock, and a queue of tasks posted from any thread (woken with
  * curl_multi_wakeup); ward_httpc_send runs the two halves of httpc_int.h around it. */
 #include <ward/loop.h>
+#include <ward/thread.h>
 
 #include <pthread.h>
 #include <signal.h>
@@ -398,9 +399,7 @@ enum ward_err ward_loop_new(const struct ward_loop_settings *s, struct ward_loop
 {
     struct ward_httpc_settings hs;
     struct ward_loop *loop = NULL;
-    sigset_t all, old;
     bool locked = false;
-    int e;
     enum ward_err rc = WARD_ERR_INVAL;
 
     if (out == NULL)
@@ -424,11 +423,7 @@ enum ward_err ward_loop_new(const struct ward_loop_settings *s, struct ward_loop
     if (loop->multi == NULL || pthread_mutex_init(&loop->lock, NULL) != 0)
         goto fail;
     locked = true;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    e = pthread_create(&loop->thread, NULL, run, loop);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (e != 0)
+    if (ward_thread_start(&loop->thread, run, loop) != WARD_ERR_OK)
         goto fail;
     *out = loop;
     return WARD_ERR_OK;

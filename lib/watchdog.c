@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include <ward/clock.h>
+#include <ward/thread.h>
 
 #include "http_int.h"
 
@@ -61,13 +62,8 @@ enum ward_err ward__watchdog_start(struct ward_server *srv)
         return WARD_ERR_SYSTEM;
     }
     srv->wd_stop = false;
-    /* the thread must not take the signals meant for ward_server_run */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&srv->wd_thread, NULL, watch, srv);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
+    /* the thread must not take the signals meant for the server */
+    if (ward_thread_start(&srv->wd_thread, watch, srv) != WARD_ERR_OK) {
         pthread_mutex_destroy(&srv->wd_lock);
         pthread_cond_destroy(&srv->wd_cond);
         return WARD_ERR_SYSTEM;

@@ -3,6 +3,7 @@
  * or its content hash, or by the timer thread when its wait ends. The timer thread also
  * drives TTL expiry. */
 #include <errno.h>
+#include <ward/thread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,12 +160,7 @@ enum ward_err reg_watchers_new(struct reg_ctx *ctx, struct reg_watchers **out)
     if (!cond_ok)
         goto fail;
     /* the thread must not take the signals meant for the server */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&w->thread, NULL, timer_main, w);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
+    if (ward_thread_start(&w->thread, timer_main, w) != WARD_ERR_OK)
         goto fail;
     w->running = true;
     reg_state_lock(ctx->st);

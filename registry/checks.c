@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <ward/httpc.h>
+#include <ward/thread.h>
 
 #include "registry.h"
 
@@ -460,15 +461,11 @@ enum ward_err reg_checks_new(struct reg_ctx *ctx, struct reg_checks **out)
     if (!hooked)
         goto fail;
     /* the workers must not take the signals meant for the server */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     for (size_t i = 0; i < WORKERS; i++) {
-        if (pthread_create(&r->threads[i], NULL, worker_main, r) != 0)
+        if (ward_thread_start(&r->threads[i], worker_main, r) != WARD_ERR_OK)
             break;
         r->nthreads++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (r->nthreads == 0) {
         reg_state_lock(ctx->st);
         reg_state_hook_remove(ctx->st, on_change, r);

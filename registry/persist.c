@@ -2,6 +2,7 @@
  * as DIR/registry.json after changes (coalesced by a writer thread; a temp file, fsync,
  * rename) and loaded at start. A corrupt file is logged and the registry starts empty. */
 #include <errno.h>
+#include <ward/thread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -392,12 +393,7 @@ enum ward_err reg_persist_new(struct reg_ctx *ctx, struct reg_persist **out)
     if (!hooked)
         goto fail;
     /* the thread must not take the signals meant for the server */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&p->thread, NULL, writer_main, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
+    if (ward_thread_start(&p->thread, writer_main, p) != WARD_ERR_OK)
         goto fail;
     *out = p;
     return WARD_ERR_OK;

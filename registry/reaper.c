@@ -2,6 +2,7 @@
  * the services with a check critical for longer than that check's limit (Consul's
  * check_reap_interval 30 s and 1 min floor, both flags here). */
 #include <signal.h>
+#include <ward/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,12 +90,7 @@ enum ward_err reg_reaper_new(struct reg_ctx *ctx, struct reg_reaper **out)
     if (!cond_ok)
         goto fail;
     /* the thread must not take the signals meant for the server */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&r->thread, NULL, reaper_main, r);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0)
+    if (ward_thread_start(&r->thread, reaper_main, r) != WARD_ERR_OK)
         goto fail;
     pthread_condattr_destroy(&attr);
     *out = r;

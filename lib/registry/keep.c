@@ -1,6 +1,7 @@
 /* keep.c — anti-entropy for the consul backend: a thread per registration that registers
  * it again whenever the agent forgot it (restart without --data-dir, reaped). */
 #include <stdlib.h>
+#include <ward/thread.h>
 #include <string.h>
 
 #include "registry_int.h"
@@ -115,7 +116,7 @@ enum ward_err ward_registry_keep_registered(struct ward_registry *r,
         if (strcmp(o->reg.id, reg->id) == 0)
             err = WARD_ERR_EXISTS;
     if (err == WARD_ERR_OK)
-        err = ward__reg_start_thread(&k->thread, keep_main, k);
+        err = ward_thread_start(&k->thread, keep_main, k);
     if (err == WARD_ERR_OK) {
         k->next = r->keeps;
         r->keeps = k;

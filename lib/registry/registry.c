@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include <ward/limiter.h>
+#include <ward/thread.h>
 
 #include "registry_int.h"
 
@@ -306,15 +307,6 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-enum ward_err ward__reg_start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(t, NULL, fn, arg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc == 0 ? WARD_ERR_OK : WARD_ERR_SYSTEM;
-}
 
 static void watch_free(struct ward__reg_watch *w)
 {
@@ -436,7 +428,7 @@ enum ward_err ward_registry_watch(struct ward_registry *r, const char *name,
     pthread_mutex_lock(&r->lock);
     err = find_watch(r, name) != NULL ? WARD_ERR_EXISTS : WARD_ERR_OK;
     if (err == WARD_ERR_OK && r->kind == WARD__REG_CONSUL) {
-        err = ward__reg_start_thread(&w->thread, watch_main, w);
+        err = ward_thread_start(&w->thread, watch_main, w);
         w->started = err == WARD_ERR_OK;
     }
     if (err == WARD_ERR_OK) {

@@ -50,8 +50,6 @@ void ward__keep_free_all(struct ward_registry *r);
 /* registry.c: waits up to ns on r->cond, until r stops or *own (may be NULL) becomes true;
  * false when the caller should stop. */
 bool ward__reg_pause(struct ward_registry *r, const bool *own, int64_t ns);
-/* Starts fn on a thread with every signal blocked (the daemon's signals go elsewhere). */
-enum ward_err ward__reg_start_thread(pthread_t *t, void *(*fn)(void *), void *arg);
 
 /* registry.c: whether reg can be sent (required fields, a reachable address). */
 bool ward__registration_ok(const struct ward_registration *reg);

@@ -1,0 +1,14 @@
+/* thread.h — starting a daemon's helper threads so that they never take the signals
+ * meant for the shutdown loop (ward_server_run waits for SIGTERM/SIGINT with sigwait). */
+#ifndef WARD_THREAD_H
+#define WARD_THREAD_H
+
+#include <pthread.h>
+
+#include <ward/err.h>
+
+/* pthread_create(t, NULL, fn, arg) with every signal blocked in the new thread; the
+ * caller's mask is unchanged. OK, or SYSTEM when the thread cannot start. */
+WARD_MUST_CHECK enum ward_err ward_thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
+
+#endif
