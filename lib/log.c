@@ -211,9 +211,7 @@ out:
 struct ward_log *ward_log_new(const char *service, enum ward_log_level level, int fd)
 {
     struct ward_log *log = NULL;
-    pthread_condattr_t ca;
     int sync_made = 0;
-    int rc;
 
     if (fd < 0 || (int)level < WARD_LOG_DEBUG || level > WARD_LOG_OFF)
         goto fail;
@@ -230,16 +228,10 @@ struct ward_log *ward_log_new(const char *service, enum ward_log_level level, in
     if (pthread_mutex_init(&log->mu, NULL) != 0)
         goto fail;
     sync_made++;
-    if (pthread_condattr_init(&ca) != 0)
+    if (ward_cond_init_monotonic(&log->wake) != WARD_ERR_OK)
         goto fail;
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    rc = pthread_cond_init(&log->wake, &ca);
-    if (rc == 0) {
-        sync_made++;
-        rc = pthread_cond_init(&log->done, &ca);
-    }
-    pthread_condattr_destroy(&ca);
-    if (rc != 0)
+    sync_made++;
+    if (ward_cond_init_monotonic(&log->done) != WARD_ERR_OK)
         goto fail;
     sync_made++;
     /* The writer must never take a signal meant for the process (SIGTERM, SIGINT);

@@ -48,13 +48,8 @@ static void *watch(void *arg)
 
 enum ward_err ward__watchdog_start(struct ward_server *srv)
 {
-    pthread_condattr_t attr;
-    if (pthread_condattr_init(&attr) != 0)
-        return WARD_ERR_SYSTEM;
     /* deadlines are CLOCK_MONOTONIC (ward_clock_now) */
-    bool ok = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) == 0 &&
-              pthread_cond_init(&srv->wd_cond, &attr) == 0;
-    pthread_condattr_destroy(&attr);
+    bool ok = ward_cond_init_monotonic(&srv->wd_cond) == WARD_ERR_OK;
     if (!ok)
         return WARD_ERR_SYSTEM;
     if (pthread_mutex_init(&srv->wd_lock, NULL) != 0) {

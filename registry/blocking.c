@@ -138,8 +138,7 @@ static void *timer_main(void *arg)
 enum ward_err reg_watchers_new(struct reg_ctx *ctx, struct reg_watchers **out)
 {
     enum ward_err err = WARD_ERR_NOMEM;
-    pthread_condattr_t attr;
-    bool attr_ok = false, cond_ok = false;
+    bool cond_ok = false;
     struct reg_watchers *w = calloc(1, sizeof *w);
     if (w == NULL)
         goto fail;
@@ -153,10 +152,7 @@ enum ward_err reg_watchers_new(struct reg_ctx *ctx, struct reg_watchers **out)
             goto fail;
     }
     err = WARD_ERR_SYSTEM;
-    attr_ok = pthread_condattr_init(&attr) == 0;
-    if (!attr_ok || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0)
-        goto fail;
-    cond_ok = pthread_cond_init(&w->cond, &attr) == 0;
+    cond_ok = ward_cond_init_monotonic(&w->cond) == WARD_ERR_OK;
     if (!cond_ok)
         goto fail;
     /* the thread must not take the signals meant for the server */
@@ -167,12 +163,9 @@ enum ward_err reg_watchers_new(struct reg_ctx *ctx, struct reg_watchers **out)
     ctx->st->on_change = on_change;
     ctx->st->on_change_arg = w;
     reg_state_unlock(ctx->st);
-    pthread_condattr_destroy(&attr);
     *out = w;
     return WARD_ERR_OK;
 fail:
-    if (attr_ok)
-        pthread_condattr_destroy(&attr);
     if (cond_ok)
         pthread_cond_destroy(&w->cond);
     free(w);

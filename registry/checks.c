@@ -429,8 +429,7 @@ static enum ward_err export_metrics(struct reg_checks *r)
 enum ward_err reg_checks_new(struct reg_ctx *ctx, struct reg_checks **out)
 {
     enum ward_err err = WARD_ERR_NOMEM;
-    pthread_condattr_t attr;
-    bool attr_ok = false, cond_ok = false;
+    bool cond_ok = false;
     struct reg_checks *r = calloc(1, sizeof *r);
     if (r == NULL)
         goto fail;
@@ -449,10 +448,7 @@ enum ward_err reg_checks_new(struct reg_ctx *ctx, struct reg_checks **out)
     if (err != WARD_ERR_OK)
         goto fail;
     err = WARD_ERR_SYSTEM;
-    attr_ok = pthread_condattr_init(&attr) == 0;
-    if (!attr_ok || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0)
-        goto fail;
-    cond_ok = pthread_cond_init(&r->cond, &attr) == 0;
+    cond_ok = ward_cond_init_monotonic(&r->cond) == WARD_ERR_OK;
     if (!cond_ok)
         goto fail;
     reg_state_lock(ctx->st);
@@ -472,12 +468,9 @@ enum ward_err reg_checks_new(struct reg_ctx *ctx, struct reg_checks **out)
         reg_state_unlock(ctx->st);
         goto fail;
     }
-    pthread_condattr_destroy(&attr);
     *out = r;
     return WARD_ERR_OK;
 fail:
-    if (attr_ok)
-        pthread_condattr_destroy(&attr);
     if (cond_ok)
         pthread_cond_destroy(&r->cond);
     if (r != NULL)

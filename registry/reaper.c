@@ -76,28 +76,21 @@ static void *reaper_main(void *arg)
 enum ward_err reg_reaper_new(struct reg_ctx *ctx, struct reg_reaper **out)
 {
     enum ward_err err = WARD_ERR_NOMEM;
-    pthread_condattr_t attr;
-    bool attr_ok = false, cond_ok = false;
+    bool cond_ok = false;
     struct reg_reaper *r = calloc(1, sizeof *r);
     if (r == NULL)
         goto fail;
     r->ctx = ctx;
     err = WARD_ERR_SYSTEM;
-    attr_ok = pthread_condattr_init(&attr) == 0;
-    if (!attr_ok || pthread_condattr_setclock(&attr, CLOCK_MONOTONIC) != 0)
-        goto fail;
-    cond_ok = pthread_cond_init(&r->cond, &attr) == 0;
+    cond_ok = ward_cond_init_monotonic(&r->cond) == WARD_ERR_OK;
     if (!cond_ok)
         goto fail;
     /* the thread must not take the signals meant for the server */
     if (ward_thread_start(&r->thread, reaper_main, r) != WARD_ERR_OK)
         goto fail;
-    pthread_condattr_destroy(&attr);
     *out = r;
     return WARD_ERR_OK;
 fail:
-    if (attr_ok)
-        pthread_condattr_destroy(&attr);
     if (cond_ok)
         pthread_cond_destroy(&r->cond);
     free(r);

@@ -202,12 +202,10 @@ enum ward_err ward_registry_new(const struct ward_registry_settings *s, struct w
     r->s = *s;
     r->s.url = NULL;
     r->s.token = NULL;
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &ca);
-    pthread_condattr_destroy(&ca);
+    err = WARD_ERR_SYSTEM;
+    /* a calloc'ed mutex and cond are valid initial values, so free may destroy them */
+    if (pthread_mutex_init(&r->lock, NULL) != 0 || ward_cond_init_monotonic(&r->cond) != WARD_ERR_OK)
+        goto fail;
     err = parse_url(r, s->url);
     if (err != WARD_ERR_OK || r->kind != WARD__REG_CONSUL)
         goto done;
