@@ -30,6 +30,7 @@ void ward_rclient_settings_default(struct ward_rclient_settings *s)
     s->budget.enable = true;
     ward_budget_settings_default(&s->budget.settings);
     s->budget.settings.name = NULL;
+    ward_balancer_settings_default(&s->discovery.balancer);
 }
 
 static bool has_prefix(const char *s, const char *prefix)
@@ -51,6 +52,9 @@ static bool settings_valid(const struct ward_rclient_settings *s)
         !(has_prefix(s->base_url, "https://") && s->base_url[8] != '\0'))
         return false;
     if (s->call_timeout_ns < WARD_NS_PER_MS)
+        return false;
+    if (s->discovery.registry != NULL && s->discovery.service != NULL &&
+        (s->discovery.service[0] == '\0' || strlen(s->discovery.service) > WARD_RCLIENT_NAME_MAX))
         return false;
     if (s->attempt_timeout_ns != 0 && s->attempt_timeout_ns < WARD_NS_PER_MS)
         return false;
@@ -136,6 +140,8 @@ enum ward_err ward_rclient_new(const struct ward_rclient_settings *s, struct war
     if (err != WARD_ERR_OK)
         goto fail;
     err = make_layers(rc, s);
+    if (err == WARD_ERR_OK && s->discovery.registry != NULL)
+        err = ward__rdisc_new(rc, s);
     if (err != WARD_ERR_OK)
         goto fail;
     *out = rc;
@@ -149,6 +155,7 @@ void ward_rclient_free(struct ward_rclient *rc)
 {
     if (rc == NULL)
         return;
+    ward__rdisc_free(rc->disc);
     ward_budget_free(rc->budget);
     ward_breaker_free(rc->breaker);
     ward_limiter_free(rc->limiter);
@@ -175,7 +182,7 @@ enum ward_err ward_rclient_call(struct ward_rclient *rc, const struct ward_http_
     step = ward__rcall_start(&q, rc, call, &wait);
     while (step != WARD__RSTEP_DONE) {
         ward_clock_sleep(rc->clock, wait);
-        step = ward__rcall_attempt(&q, &attempt);
+        step = ward__rcall_attempt(&q, &attempt, &wait);
         if (step == WARD__RSTEP_SEND) {
             ward_http_result_fini(res);
             err = ward_httpc_do(rc->httpc, &attempt, res);
@@ -210,6 +217,11 @@ struct ward_budget *ward_rclient_budget(const struct ward_rclient *rc)
     return rc->budget;
 }
 
+struct ward_balancer *ward_rclient_balancer(const struct ward_rclient *rc)
+{
+    return rc->disc != NULL ? rc->disc->balancer : NULL;
+}
+
 /* Exports every layer rc has (and its HTTP client when it owns it). */
 static enum ward_err export_layers(struct ward_rclient *rc, struct ward_metrics *reg)
 {
@@ -223,6 +235,8 @@ static enum ward_err export_layers(struct ward_rclient *rc, struct ward_metrics 
         err = ward_breaker_export(rc->breaker, reg);
     if (err == WARD_ERR_OK && rc->budget != NULL)
         err = ward_budget_export(rc->budget, reg);
+    if (err == WARD_ERR_OK && rc->disc != NULL)
+        err = ward_balancer_export(rc->disc->balancer, reg);
     if (err == WARD_ERR_OK && rc->owns_httpc)
         err = ward_httpc_export(rc->httpc, reg);
     return err;

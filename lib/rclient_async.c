@@ -64,11 +64,12 @@ static void attempt(void *arg)
     struct acall *a = arg;
     struct ward_http_call out;
     struct ward_http_result none = {0};
-    enum ward__rstep step = ward__rcall_attempt(&a->q, &out);
+    int64_t wait_ns = 0;
+    enum ward__rstep step = ward__rcall_attempt(&a->q, &out, &wait_ns);
     enum ward_err err;
 
     if (step != WARD__RSTEP_SEND) {
-        finish(a);
+        follow(a, step, wait_ns);
         return;
     }
     err = ward_httpc_send(a->loop, &out, sent, a);

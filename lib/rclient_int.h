@@ -3,6 +3,7 @@
 #ifndef WARD_LIB_RCLIENT_INT_H
 #define WARD_LIB_RCLIENT_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,8 +24,20 @@ enum ward__rresult {
     WARD__RRES_TRANSPORT,
     WARD__RRES_TIMEOUT,
     WARD__RRES_TOO_LARGE,
+    WARD__RRES_UNAVAILABLE,
     WARD__RRES_ERROR,
     WARD__RRES_COUNT
+};
+
+struct ward__reg_watch;
+
+/* Discovery: the service's watch and the balancer kept in step with it. */
+struct ward__rdisc {
+    struct ward__reg_watch *watch;
+    struct ward_balancer *balancer;
+    const char *scheme;          /* "http://" or "https://" */
+    pthread_mutex_t sync_lock;   /* one thread at a time brings the balancer up to date */
+    _Atomic uint64_t synced;     /* the watch generation the balancer holds */
 };
 
 struct ward_rclient {
@@ -42,6 +55,7 @@ struct ward_rclient {
     struct ward_limiter *limiter;
     struct ward_breaker *breaker;
     struct ward_budget *budget;
+    struct ward__rdisc *disc;       /* NULL without discovery */
     /* Set once by ward_rclient_export; counting into NULL is a no-op. */
     _Atomic(struct ward_metric *) m_calls[WARD__RRES_COUNT];
     _Atomic(struct ward_metric *) m_retries;
@@ -60,7 +74,10 @@ enum ward__rstep {
 struct ward__rcall {
     struct ward_rclient *rc;
     const struct ward_http_call *call; /* the caller's, borrowed for the whole call */
-    char *url;                         /* base_url + call->url, owned */
+    char *url;                         /* base_url (or the instance) + call->url, owned */
+    struct ward_balancer_pick pick;    /* discovery: the attempt's instance */
+    bool holds_pick;                   /* a balancer outcome still owed */
+    char avoid[WARD_BALANCER_ID_MAX];  /* discovery: the instance that just failed */
     int64_t deadline;                  /* the call's, on rc's clock */
     int64_t attempt_deadline;          /* the attempt in flight's */
     bool has_key;                      /* the request carries an Idempotency-Key */
@@ -78,9 +95,11 @@ struct ward__rcall {
 enum ward__rstep ward__rcall_start(struct ward__rcall *q, struct ward_rclient *rc,
                                    const struct ward_http_call *call, int64_t *wait_ns);
 
-/* Starts an attempt: checks the deadline, asks the breaker, and fills *out with the
- * request to send (borrowing q's strings). SEND, or DONE (q->err). */
-enum ward__rstep ward__rcall_attempt(struct ward__rcall *q, struct ward_http_call *out);
+/* Starts an attempt: checks the deadline, asks the breaker, picks an instance (discovery),
+ * and fills *out with the request to send (borrowing q's strings). SEND; DONE (q->err);
+ * or, when there was no instance to pick, what its outcome leads to (WAIT *wait_ns). */
+enum ward__rstep ward__rcall_attempt(struct ward__rcall *q, struct ward_http_call *out,
+                                     int64_t *wait_ns);
 
 /* Takes the attempt's outcome (what ward_httpc_do returned and its result): reports it to
  * the breaker, asks the retry policy and the budget. WAIT (*wait_ns) before the next
@@ -92,10 +111,20 @@ enum ward__rstep ward__rcall_outcome(struct ward__rcall *q, enum ward_err err,
  * the bulkhead slot, frees the URL, counts the result. Returns the final error. */
 enum ward_err ward__rcall_finish(struct ward__rcall *q);
 
-/* base_url + path into a new string (*out, the caller frees it). The one place that turns
- * a dependency into an address, so that discovery can replace it. INVAL when path does
+/* base_url + path into a new string (*out, the caller frees it). INVAL when path does
  * not start with '/'; NOMEM. */
 enum ward_err ward__rclient_url(const struct ward_rclient *rc, const char *path, char **out);
+
+/* rclient_discovery.c: follows s's service in its registry with a new balancer (rc->disc);
+ * INVAL, NOMEM, SYSTEM. Frees it (NULL: no-op). */
+enum ward_err ward__rdisc_new(struct ward_rclient *rc, const struct ward_rclient_settings *s);
+void ward__rdisc_free(struct ward__rdisc *d);
+
+/* Picks an instance for an attempt (avoiding `avoid` when another is available) and builds
+ * its URL for path into *url (the caller frees it). UNAVAILABLE when there is none; NOMEM
+ * (the pick is then given back). */
+enum ward_err ward__rdisc_pick(struct ward__rdisc *d, const char *avoid, const char *path,
+                               struct ward_balancer_pick *pick, char **url);
 
 /* The metrics label of a final error. */
 const char *ward__rclient_result_name(enum ward__rresult r);

@@ -20,6 +20,7 @@ static const char *const result_names[WARD__RRES_COUNT] = {
     [WARD__RRES_TRANSPORT] = "transport",
     [WARD__RRES_TIMEOUT] = "timeout",
     [WARD__RRES_TOO_LARGE] = "too_large",
+    [WARD__RRES_UNAVAILABLE] = "unavailable",
     [WARD__RRES_ERROR] = "error",
 };
 
@@ -43,6 +44,7 @@ static enum ward__rresult result_of(enum ward_err err)
     case WARD_ERR_TRANSPORT: return WARD__RRES_TRANSPORT;
     case WARD_ERR_TIMEOUT: return WARD__RRES_TIMEOUT;
     case WARD_ERR_TOO_LARGE: return WARD__RRES_TOO_LARGE;
+    case WARD_ERR_UNAVAILABLE: return WARD__RRES_UNAVAILABLE;
     default: return WARD__RRES_ERROR;
     }
 }
@@ -125,7 +127,10 @@ enum ward__rstep ward__rcall_start(struct ward__rcall *q, struct ward_rclient *r
     *wait_ns = 0;
     if (rc == NULL || call == NULL)
         return WARD__RSTEP_DONE;
-    q->err = ward__rclient_url(rc, call->url, &q->url);
+    /* with discovery each attempt makes its own URL; the path is checked here all the same */
+    q->err = rc->disc != NULL ? (call->url != NULL && call->url[0] == '/' ? WARD_ERR_OK
+                                                                          : WARD_ERR_INVAL)
+                              : ward__rclient_url(rc, call->url, &q->url);
     if (q->err != WARD_ERR_OK)
         return WARD__RSTEP_DONE;
     now = ward_clock_now(rc->clock);
@@ -154,11 +159,13 @@ enum ward__rstep ward__rcall_start(struct ward__rcall *q, struct ward_rclient *r
     return WARD__RSTEP_WAIT;
 }
 
-enum ward__rstep ward__rcall_attempt(struct ward__rcall *q, struct ward_http_call *out)
+enum ward__rstep ward__rcall_attempt(struct ward__rcall *q, struct ward_http_call *out,
+                                     int64_t *wait_ns)
 {
     struct ward_rclient *rc = q->rc;
     int64_t now = ward_clock_now(rc->clock);
 
+    *wait_ns = 0;
     q->err = WARD_ERR_DEADLINE;
     if (sub_sat(q->deadline, now) < WARD_NS_PER_MS)
         return WARD__RSTEP_DONE;
@@ -167,6 +174,18 @@ enum ward__rstep ward__rcall_attempt(struct ward__rcall *q, struct ward_http_cal
         if (q->err != WARD_ERR_OK)
             return WARD__RSTEP_DONE;
         q->holds_ticket = true;
+    }
+    if (rc->disc != NULL) {
+        free(q->url);
+        q->url = NULL;
+        q->err = ward__rdisc_pick(rc->disc, q->avoid, q->call->url, &q->pick, &q->url);
+        if (q->err == WARD_ERR_UNAVAILABLE) {
+            struct ward_http_result none = {0};
+            return ward__rcall_outcome(q, q->err, &none, wait_ns);
+        }
+        if (q->err != WARD_ERR_OK)
+            return WARD__RSTEP_DONE;
+        q->holds_pick = true;
     }
     q->attempt_deadline = q->deadline;
     if (rc->attempt_timeout > 0 && add_sat(now, rc->attempt_timeout) < q->deadline)
@@ -197,6 +216,24 @@ static enum ward_breaker_outcome breaker_outcome(enum ward_err err, int status)
     }
 }
 
+/* What the balancer makes of an attempt: Envoy's consecutive_5xx, with local-origin errors
+ * (could not connect, reset, the attempt timed out) mapped to 5xx. */
+static enum ward_balancer_outcome balancer_outcome(enum ward_err err, int status)
+{
+    switch (err) {
+    case WARD_ERR_OK:
+        return status >= 500 ? WARD_BALANCER_FAILURE_5XX : WARD_BALANCER_SUCCESS;
+    case WARD_ERR_CONNECT:
+    case WARD_ERR_TRANSPORT:
+    case WARD_ERR_TIMEOUT:
+        return WARD_BALANCER_FAILURE_TRANSPORT;
+    case WARD_ERR_TOO_LARGE:
+        return WARD_BALANCER_SUCCESS;
+    default:
+        return WARD_BALANCER_EXCLUDED;
+    }
+}
+
 /* The retry policy's view of an attempt. The call's own DEADLINE stays a local error (the
  * plan stops for it at once); a request never sent is safe to repeat whatever its method. */
 static void retry_outcome(const struct ward__rcall *q, enum ward_err err,
@@ -212,7 +249,10 @@ static void retry_outcome(const struct ward__rcall *q, enum ward_err err,
         o->status = res->status;
         o->retry_after = ward_http_result_header(res, "Retry-After");
         break;
-    case WARD_ERR_CONNECT: o->cause = WARD_RETRY_CAUSE_CONNECT; break;
+    case WARD_ERR_CONNECT:
+    case WARD_ERR_UNAVAILABLE: /* nothing was sent: the watch may bring an instance */
+        o->cause = WARD_RETRY_CAUSE_CONNECT;
+        break;
     case WARD_ERR_TIMEOUT: o->cause = WARD_RETRY_CAUSE_TIMEOUT; break;
     case WARD_ERR_TRANSPORT: o->cause = WARD_RETRY_CAUSE_RESET; break;
     default:
@@ -238,6 +278,15 @@ enum ward__rstep ward__rcall_outcome(struct ward__rcall *q, enum ward_err err,
     if (q->holds_ticket) {
         ward_breaker_done(rc->breaker, q->ticket, breaker_outcome(err, res->status));
         q->holds_ticket = false;
+    }
+    if (q->holds_pick) {
+        enum ward_balancer_outcome bo = balancer_outcome(err, res->status);
+        ward_balancer_done(rc->disc->balancer, &q->pick, bo);
+        q->holds_pick = false;
+        if (bo == WARD_BALANCER_FAILURE_5XX || bo == WARD_BALANCER_FAILURE_TRANSPORT)
+            memcpy(q->avoid, q->pick.id, sizeof q->avoid);
+        else
+            q->avoid[0] = '\0';
     }
     q->err = err;
     if (err == WARD_ERR_OK && res->status >= 400)
@@ -266,6 +315,9 @@ enum ward_err ward__rcall_finish(struct ward__rcall *q)
 
     if (q->holds_ticket)
         ward_breaker_done(rc->breaker, q->ticket, WARD_BREAKER_EXCLUDED);
+    if (q->holds_pick)
+        ward_balancer_done(rc->disc->balancer, &q->pick, WARD_BALANCER_EXCLUDED);
+    q->holds_pick = false;
     if (q->holds_slot)
         ward_bulkhead_release(rc->bulkhead);
     q->holds_ticket = false;

@@ -34,7 +34,8 @@
     X(TRANSPORT, 26, "transport error after the request was sent")                 \
     X(TIMEOUT, 27, "timed out")                                                    \
     X(TOO_LARGE, 28, "response larger than the limit")                             \
-    X(HTTP_STATUS, 29, "unsuccessful HTTP status")
+    X(HTTP_STATUS, 29, "unsuccessful HTTP status")                                \
+    X(UNAVAILABLE, 30, "no instance of the service is available")
 
 enum ward_err {
 #define WARD__ERR_ENUM(name, num, msg) WARD_ERR_##name = num,

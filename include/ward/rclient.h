@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <ward/balancer.h>
 #include <ward/breaker.h>
 #include <ward/budget.h>
 #include <ward/bulkhead.h>
@@ -16,6 +17,7 @@
 #include <ward/limiter.h>
 #include <ward/loop.h>
 #include <ward/metrics.h>
+#include <ward/registry.h>
 #include <ward/retry.h>
 
 struct ward_rclient;
@@ -32,7 +34,7 @@ struct ward_rclient_settings {
                            * default "default" */
     const char *base_url; /* "http://host:port" or https, optionally with a path prefix;
                            * a trailing '/' is dropped; copied; default
-                           * "http://127.0.0.1:8082" */
+                           * "http://127.0.0.1:8082"; not used with discovery */
     struct ward_httpc *httpc; /* borrowed, must outlive rc and run on the same clock;
                                * NULL (default): rc creates and owns one with the httpc
                                * defaults, its clock and total timeout set from here */
@@ -70,6 +72,19 @@ struct ward_rclient_settings {
         struct ward_budget_settings settings; /* default Finagle's: 20 % of the requests
                                                * over 10 s plus 10 retries a second */
     } budget;
+    struct {
+        /* Calls go to the instances of a service instead of base_url: rc follows the
+         * service's watch in registry (sharing it with anyone else following that name),
+         * keeps a balancer in step with it, and picks an instance per attempt. The breaker
+         * stays one per service; the balancer ejects instances one by one. */
+        struct ward_registry *registry; /* borrowed, must outlive rc; NULL (default): off */
+        const char *service; /* the service's name in the registry; NULL = the
+                              * dependency's name; copied */
+        bool https;          /* the instances speak https; default false */
+        struct ward_balancer_settings balancer; /* default ward_balancer_settings_default;
+                                                 * name NULL = the dependency's; its clock
+                                                 * is rc's */
+    } discovery;
 };
 
 /* Fills s with the defaults above (every layer name NULL: the dependency's). */
@@ -87,7 +102,8 @@ WARD_MUST_CHECK enum ward_err ward_rclient_new(const struct ward_rclient_setting
 void ward_rclient_free(struct ward_rclient *rc);
 
 /* Makes call to the dependency. call->url is a path with optional query ("/v1/x?y=1"),
- * starting with '/', resolved against base_url; every other field is as ward_httpc_do's,
+ * starting with '/', resolved against base_url (with discovery: against the instance each
+ * attempt picks); every other field is as ward_httpc_do's,
  * and call->deadline (0 = none) is on rc's clock. In order:
  *   1. deadline: the earlier of call->deadline and now + call_timeout_ns; less than 1 ms
  *      left → DEADLINE, nothing sent;
@@ -96,7 +112,12 @@ void ward_rclient_free(struct ward_rclient *rc);
  *      come after the deadline; otherwise it waits);
  *   4. the retry budget counts one request;
  *   5. each attempt: the breaker admits it or the call stops at once with OPEN or
- *      TOO_MANY_REQUESTS (never retried, nothing sent); the request goes out with a
+ *      TOO_MANY_REQUESTS (never retried, nothing sent); with discovery the balancer picks
+ *      an instance (a retry avoids the one that just failed when another is available;
+ *      no instance at all is UNAVAILABLE, retried as a connect failure would be, and
+ *      not held against the breaker) and learns the attempt's outcome (5xx: a failure;
+ *      CONNECT, TRANSPORT, TIMEOUT: a failure; any other answer: a success; the
+ *      call's own DEADLINE and local errors: excluded); the request goes out with a
  *      deadline of the call's (or the attempt timeout, the earlier), X-Request-Timeout-Ms,
  *      X-Request-Id and a child traceparent (same trace, a new span per attempt); its
  *      outcome goes to the breaker: a failure for 5xx, 429, CONNECT, TRANSPORT and
@@ -116,6 +137,7 @@ void ward_rclient_free(struct ward_rclient *rc);
  *   DEADLINE          the deadline was spent, passed during an attempt, or the next
  *                     attempt (its backoff or Retry-After) could not start before it;
  *   CONNECT, TRANSPORT, TIMEOUT, TOO_LARGE  the last attempt's transport error;
+ *   UNAVAILABLE       with discovery: the registry listed no instance to pick;
  *   INVAL             a NULL argument, a url not starting with '/', or what
  *                     ward_httpc_do refuses; NOMEM.
  * Whatever it returns, *res holds the last attempt's result as ward_httpc_do left it (a
@@ -154,12 +176,14 @@ struct ward_breaker *ward_rclient_breaker(const struct ward_rclient *rc);
 struct ward_bulkhead *ward_rclient_bulkhead(const struct ward_rclient *rc);
 struct ward_limiter *ward_rclient_limiter(const struct ward_rclient *rc);
 struct ward_budget *ward_rclient_budget(const struct ward_rclient *rc);
+struct ward_balancer *ward_rclient_balancer(const struct ward_rclient *rc);
 
 /* Registers in reg every enabled layer's families (each primitive's _export, and the
  * HTTP client's when rc owns it; a borrowed one is its owner's to export) and
  *   ward_client_calls_total{dependency,result}  every call by its result: ok,
  *       http_status, open, too_many_requests, rate_limited, bulkhead_full,
- *       budget_exhausted, deadline, connect, transport, timeout, too_large, error;
+ *       budget_exhausted, deadline, connect, transport, timeout, too_large,
+ *       unavailable, error;
  *   ward_client_retries_total{dependency}       retries made (after a budget withdrawal).
  * reg must outlive rc. Several clients may share reg (give each its own name; owned HTTP
  * clients share the unlabelled ward_http_client_* series). INVAL on NULL or a family

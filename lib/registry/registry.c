@@ -2,6 +2,7 @@
  * the watch threads with their cache. */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <ward/limiter.h>
 #include <ward/thread.h>
 
+#include "../registry_follow.h"
 #include "registry_int.h"
 
 #define NS_PER_MS INT64_C(1000000)
@@ -23,6 +25,7 @@ struct ward__reg_watch {
     ward_registry_watch_fn fn;
     void *arg;
     struct ward_instances cache; /* guarded by r->lock */
+    _Atomic uint64_t generation; /* of cache: +1 per change, written under r->lock */
     struct ward_limiter *bucket; /* the loop's own token bucket, burst 2 */
     pthread_t thread;
     bool started;
@@ -292,6 +295,7 @@ static void *watch_main(void *arg)
             struct ward_instances old = w->cache;
             w->cache = got;
             got = old;
+            atomic_fetch_add_explicit(&w->generation, 1, memory_order_release);
             if (w->fn != NULL && ward__instances_copy(&w->cache, &snap) != WARD_ERR_OK)
                 changed = false;
         }
@@ -412,6 +416,7 @@ enum ward_err ward_registry_watch(struct ward_registry *r, const char *name,
         err = ward__static_find(r, name, &w->cache);
         if (err != WARD_ERR_OK)
             goto fail;
+        w->generation = 1; /* answered, once and for all */
     } else if (r->kind == WARD__REG_CONSUL) {
         struct ward_limiter_settings ls;
         ward_limiter_settings_default(&ls);
@@ -422,6 +427,8 @@ enum ward_err ward_registry_watch(struct ward_registry *r, const char *name,
         err = ward_limiter_new(&ls, &w->bucket);
         if (err != WARD_ERR_OK)
             goto fail;
+    } else {
+        w->generation = 1; /* none: nothing, for good */
     }
     pthread_mutex_lock(&r->lock);
     err = find_watch(r, name) != NULL ? WARD_ERR_EXISTS : WARD_ERR_OK;
@@ -454,5 +461,33 @@ enum ward_err ward_registry_cached(struct ward_registry *r, const char *name,
     struct ward__reg_watch *w = find_watch(r, name);
     enum ward_err err = w != NULL ? ward__instances_copy(&w->cache, out) : WARD_ERR_NOT_FOUND;
     pthread_mutex_unlock(&r->lock);
+    return err;
+}
+
+enum ward_err ward__registry_follow(struct ward_registry *r, const char *name,
+                                    struct ward__reg_watch **out)
+{
+    enum ward_err err = ward_registry_watch(r, name, NULL, NULL);
+    if (err != WARD_ERR_OK && err != WARD_ERR_EXISTS)
+        return err;
+    pthread_mutex_lock(&r->lock);
+    *out = find_watch(r, name); /* watches live until r is freed */
+    pthread_mutex_unlock(&r->lock);
+    return WARD_ERR_OK;
+}
+
+uint64_t ward__registry_generation(const struct ward__reg_watch *w)
+{
+    return atomic_load_explicit(&w->generation, memory_order_acquire);
+}
+
+enum ward_err ward__registry_snapshot(struct ward__reg_watch *w, struct ward_instances *out,
+                                      uint64_t *generation)
+{
+    *out = (struct ward_instances){0};
+    pthread_mutex_lock(&w->r->lock);
+    *generation = atomic_load_explicit(&w->generation, memory_order_relaxed);
+    enum ward_err err = ward__instances_copy(&w->cache, out);
+    pthread_mutex_unlock(&w->r->lock);
     return err;
 }
