@@ -1,7 +1,7 @@
 /* test_discovery.c — the registry client (include/ward/registry.h) against a real
  * ward-registry: register, deregister, discover passing instances only, watch callbacks,
  * anti-entropy and watch recovery after a registry restart without --data-dir, the cache
- * while the registry is down; the watch's index rules, token bucket and token header against
+ * while the registry is down and resilient calls by service name going on from it; the watch's index rules, token bucket and token header against
  * a scripted fake agent; and the static backend and URL parsing. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <ward/rclient.h>
 #include <ward/registry.h>
 
 #include "harness.h"
@@ -255,6 +256,63 @@ Test(discovery, registry_down_keeps_cache_and_restart_reregisters_and_watch_resu
     cr_assert_eq(known(port, "web-1", 40), false);
     cr_assert_eq(h_stop(reg, 10000), 0);
     h_free(reg);
+}
+
+/* The successes the client's balancer counted for the instance on port. */
+static uint64_t successes(struct ward_rclient *rc, uint16_t port)
+{
+    char id[32];
+    struct ward_balancer_instance_stats st;
+    snprintf(id, sizeof id, "127.0.0.1:%u", (unsigned)port);
+    cr_assert_eq(ward_balancer_instance_stats(ward_rclient_balancer(rc), id, &st), WARD_ERR_OK);
+    return st.successes;
+}
+
+static void call_web(struct ward_rclient *rc, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct ward_http_result res = {0};
+        enum ward_err err =
+            ward_rclient_call(rc, &(struct ward_http_call){.url = "/v1/status/leader"}, &res);
+        cr_assert_eq(err, WARD_ERR_OK, "call %d: %s", i, ward_strerror(err));
+        cr_assert_eq(res.status, 200);
+        ward_http_result_fini(&res);
+    }
+}
+
+Test(discovery, registry_down_calls_keep_going_to_known_instances)
+{
+    /* two more ward-registry processes play the instances of "web": they answer /ready
+     * (so their checks pass) and /v1/status/leader */
+    struct h_proc *reg = start_registry(NULL), *a = start_registry(NULL),
+                  *b = start_registry(NULL);
+    struct ward_registry *r = client(reg->port, 10000 * MS);
+    struct ward_registration wa = web("web-a", a->port), wb = web("web-b", b->port);
+    cr_assert_eq(ward_registry_register(r, &wa), WARD_ERR_OK);
+    cr_assert_eq(ward_registry_register(r, &wb), WARD_ERR_OK);
+    struct ward_rclient_settings s;
+    ward_rclient_settings_default(&s);
+    s.name = "web";
+    s.discovery.registry = r;
+    struct ward_rclient *rc = NULL;
+    cr_assert_eq(ward_rclient_new(&s, &rc), WARD_ERR_OK);
+    call_web(rc, 20);
+    cr_assert_eq(successes(rc, a->port), 10);
+    cr_assert_eq(successes(rc, b->port), 10);
+
+    h_signal(reg, SIGKILL);
+    cr_assert_neq(h_wait(reg, 10000), -1);
+    call_web(rc, 40); /* from the watch's cache: no call needs the registry */
+    cr_assert_eq(successes(rc, a->port), 30);
+    cr_assert_eq(successes(rc, b->port), 30);
+
+    ward_rclient_free(rc);
+    ward_registry_free(r);
+    h_free(reg);
+    cr_assert_eq(h_stop(a, 10000), 0);
+    cr_assert_eq(h_stop(b, 10000), 0);
+    h_free(a);
+    h_free(b);
 }
 
 Test(discovery, static_url_lists_instances_and_register_is_a_noop)
