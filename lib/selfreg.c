@@ -41,7 +41,7 @@ static bool unroutable(const char *host)
 enum ward_err ward__selfreg_start(struct ward__selfreg *s, const char *url, const char *name,
                                   const char *version, const char *listen,
                                   const char *advertise, uint16_t bound_port,
-                                  struct ward_log *log)
+                                  int64_t refresh, struct ward_log *log)
 {
     memset(s, 0, sizeof *s);
     s->log = log;
@@ -60,6 +60,8 @@ enum ward_err ward__selfreg_start(struct ward__selfreg *s, const char *url, cons
     struct ward_registry_settings rs;
     ward_registry_settings_default(&rs);
     rs.url = url;
+    rs.keep_period = refresh;
+    rs.log = log;
     enum ward_err err = ward_registry_new(&rs, &s->reg);
     if (err != WARD_ERR_OK) {
         WARD_ERROR(log, NULL, "bad --registry", WARD_S("registry", url), WARD_S("error", ward_strerror(err)));

@@ -18,13 +18,14 @@ struct ward__selfreg {
 };
 
 /* With url empty or NULL: nothing. Else registers name at advertise (or the listen
- * host) and the bound port, with its /ready check, and keeps it registered. ADDRESS when
+ * host) and the bound port, with its /ready check, and keeps it registered, checking
+ * every refresh ns (>= 1 ms) that the registry still knows it. ADDRESS when
  * the address to register is 0.0.0.0 without --advertise; errors of ward_registry_new.
  * A registry that does not answer is not an error: anti-entropy retries. */
 enum ward_err ward__selfreg_start(struct ward__selfreg *s, const char *url, const char *name,
                                   const char *version, const char *listen,
                                   const char *advertise, uint16_t bound_port,
-                                  struct ward_log *log);
+                                  int64_t refresh, struct ward_log *log);
 
 /* The shutdown hook: deregisters (once). */
 void ward__selfreg_leave(void *arg);

@@ -56,6 +56,7 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     enum ward_log_level level = WARD_LOG_INFO;
     bool no_access_log = false;
     const char *registry_url = NULL, *advertise = NULL;
+    int64_t registry_refresh = 10 * WARD_NS_PER_S; /* the registry client's keep_period */
     struct ward__selfreg selfreg = {0};
     const struct ward_opt common[] = {
         {"listen", "WARD_LISTEN", WARD_OPT_STRING, &cfg.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
@@ -70,6 +71,7 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         {"no-access-log", "WARD_NO_ACCESS_LOG", WARD_OPT_BOOL, &no_access_log, "do not log one line per request", 0, 0},
         {"registry", "WARD_REGISTRY", WARD_OPT_STRING, &registry_url, "register in consul://HOST:PORT (or static:...); none: run unregistered", 0, 0},
         {"advertise", "WARD_ADVERTISE", WARD_OPT_STRING, &advertise, "HOST:PORT to register when the listen address is not reachable as it is", 0, 0},
+        {"registry-refresh", "WARD_REGISTRY_REFRESH", WARD_OPT_DURATION, &registry_refresh, "how often anti-entropy checks the registry still knows us", WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
     };
     size_t ncommon = sizeof common / sizeof common[0];
     size_t nopts = ncommon + def->nopts;
@@ -119,7 +121,8 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     WARD_INFO(svc.log, NULL, "listening", WARD_S("listen", cfg.listen),
               WARD_I("port", ward_server_port(svc.server)), WARD_S("version", def->version));
     err = ward__selfreg_start(&selfreg, registry_url, def->name, def->version, cfg.listen,
-                              advertise, ward_server_port(svc.server), svc.log);
+                              advertise, ward_server_port(svc.server), registry_refresh,
+                              svc.log);
     if (err == WARD_ERR_OK && selfreg.reg != NULL)
         err = ward_server_on_shutdown(svc.server, ward__selfreg_leave, &selfreg);
     if (err != WARD_ERR_OK) {

@@ -11,6 +11,7 @@
 #include <ward/retry.h>
 
 struct ward_registry;
+struct ward_log;
 
 struct ward_registry_settings {
     const char *url;           /* "consul://host:port", "static:name=host:port,..."; NULL or
@@ -27,6 +28,9 @@ struct ward_registry_settings {
     struct ward_retry_policy backoff; /* delays while the registry is down; default base
                                        * 100 ms, cap 5 s, full jitter */
     const struct ward_clock *clock;   /* the rate limiter's; NULL = the real clock */
+    struct ward_log *log;             /* anti-entropy's re-registrations are logged here
+                                       * (INFO); borrowed, must outlive the client; NULL
+                                       * = silent; default NULL */
 };
 
 /* One instance of a service. */
@@ -112,8 +116,8 @@ WARD_MUST_CHECK enum ward_err ward_registry_cached(struct ward_registry *r, cons
 
 /* Anti-entropy: a thread checks every keep_period that the agent still knows reg->id
  * (GET /v1/agent/service/:id) and registers reg again on a 404 (the agent restarted
- * without its data, or reaped us). reg is copied. EXISTS when that id is already kept;
- * INVAL; NOMEM; SYSTEM. A no-op for static and none. Thread-safe. */
+ * without its data, or reaped us), logging "re-registered" to s.log. reg is copied.
+ * EXISTS when that id is already kept; INVAL; NOMEM; SYSTEM. A no-op for static and none. Thread-safe. */
 WARD_MUST_CHECK enum ward_err ward_registry_keep_registered(struct ward_registry *r,
                                                             const struct ward_registration *reg);
 

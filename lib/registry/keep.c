@@ -1,6 +1,7 @@
 /* keep.c — anti-entropy for the consul backend: a thread per registration that registers
  * it again whenever the agent forgot it (restart without --data-dir, reaped). */
 #include <stdlib.h>
+#include <ward/log.h>
 #include <ward/thread.h>
 #include <string.h>
 
@@ -21,8 +22,9 @@ static void *keep_main(void *arg)
     struct ward__reg_keep *k = arg;
     struct ward_registry *r = k->r;
     while (ward__reg_pause(r, &k->stop, r->s.keep_period))
-        if (ward__consul_known(r, k->reg.id) == WARD_ERR_NOT_FOUND)
-            (void)ward__consul_register(r, &k->reg);
+        if (ward__consul_known(r, k->reg.id) == WARD_ERR_NOT_FOUND &&
+            ward__consul_register(r, &k->reg) == WARD_ERR_OK)
+            WARD_INFO(r->s.log, NULL, "re-registered", WARD_S("id", k->reg.id));
     return NULL;
 }
 
