@@ -38,11 +38,12 @@ static bool unroutable(const char *host)
     return strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 || strcmp(host, "*") == 0;
 }
 
-enum ward_err ward__selfreg_start(struct ward__selfreg *s, const char *url, const char *name,
-                                  const char *version, const char *listen,
-                                  const char *advertise, uint16_t bound_port,
-                                  int64_t refresh, struct ward_log *log)
+enum ward_err ward__selfreg_start(struct ward__selfreg *s, const struct ward_registry_settings *rs,
+                                  const char *name, const char *version, const char *listen,
+                                  const char *advertise, uint16_t bound_port)
 {
+    const char *url = rs->url;
+    struct ward_log *log = rs->log;
     memset(s, 0, sizeof *s);
     s->log = log;
     if (url == NULL || url[0] == '\0')
@@ -57,12 +58,7 @@ enum ward_err ward__selfreg_start(struct ward__selfreg *s, const char *url, cons
     }
     s->port = advertise != NULL && advertise[0] && port != 0 ? port : bound_port;
     snprintf(s->id, sizeof s->id, "%s-%s-%u", name, s->address, s->port);
-    struct ward_registry_settings rs;
-    ward_registry_settings_default(&rs);
-    rs.url = url;
-    rs.keep_period = refresh;
-    rs.log = log;
-    enum ward_err err = ward_registry_new(&rs, &s->reg);
+    enum ward_err err = ward_registry_new(rs, &s->reg);
     if (err != WARD_ERR_OK) {
         WARD_ERROR(log, NULL, "bad --registry", WARD_S("registry", url), WARD_S("error", ward_strerror(err)));
         return err;

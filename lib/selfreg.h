@@ -17,15 +17,15 @@ struct ward__selfreg {
     struct ward_log *log;
 };
 
-/* With url empty or NULL: nothing. Else registers name at advertise (or the listen
- * host) and the bound port, with its /ready check, and keeps it registered, checking
- * every refresh ns (>= 1 ms) that the registry still knows it. ADDRESS when
- * the address to register is 0.0.0.0 without --advertise; errors of ward_registry_new.
- * A registry that does not answer is not an error: anti-entropy retries. */
-enum ward_err ward__selfreg_start(struct ward__selfreg *s, const char *url, const char *name,
-                                  const char *version, const char *listen,
-                                  const char *advertise, uint16_t bound_port,
-                                  int64_t refresh, struct ward_log *log);
+/* With rs->url empty or NULL: nothing. Else makes a registry client with rs (its url,
+ * keep_period, lease_ttl and log; rs->log is also where this logs), registers name at
+ * advertise (or the listen host) and the bound port, with its /ready check, and keeps it
+ * registered. ADDRESS when the address to register is 0.0.0.0 without --advertise;
+ * errors of ward_registry_new. A registry that does not answer is not an error:
+ * anti-entropy retries. */
+enum ward_err ward__selfreg_start(struct ward__selfreg *s, const struct ward_registry_settings *rs,
+                                  const char *name, const char *version, const char *listen,
+                                  const char *advertise, uint16_t bound_port);
 
 /* The shutdown hook: deregisters (once). */
 void ward__selfreg_leave(void *arg);

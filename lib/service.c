@@ -55,8 +55,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     cfg.listen = def->default_listen;
     enum ward_log_level level = WARD_LOG_INFO;
     bool no_access_log = false;
-    const char *registry_url = NULL, *advertise = NULL;
-    int64_t registry_refresh = 10 * WARD_NS_PER_S; /* the registry client's keep_period */
+    const char *advertise = NULL;
+    struct ward_registry_settings rs; /* the self-registration's client */
+    ward_registry_settings_default(&rs);
     struct ward__selfreg selfreg = {0};
     const struct ward_opt common[] = {
         {"listen", "WARD_LISTEN", WARD_OPT_STRING, &cfg.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
@@ -69,9 +70,10 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         {"shutdown-delay", "WARD_SHUTDOWN_DELAY", WARD_OPT_DURATION, &cfg.shutdown_delay, "time still serving after SIGTERM, while deregistration spreads", 0, 0},
         {"drain-timeout", "WARD_DRAIN_TIMEOUT", WARD_OPT_DURATION, &cfg.drain_timeout, "time in-flight requests get to finish on shutdown", 0, 0},
         {"no-access-log", "WARD_NO_ACCESS_LOG", WARD_OPT_BOOL, &no_access_log, "do not log one line per request", 0, 0},
-        {"registry", "WARD_REGISTRY", WARD_OPT_STRING, &registry_url, "register in consul://HOST:PORT (or static:...); none: run unregistered", 0, 0},
+        {"registry", "WARD_REGISTRY", WARD_OPT_STRING, &rs.url, "register in consul://HOST:PORT or etcd://HOST:PORT[,HOST:PORT...] (or static:...); none: run unregistered", 0, 0},
         {"advertise", "WARD_ADVERTISE", WARD_OPT_STRING, &advertise, "HOST:PORT to register when the listen address is not reachable as it is", 0, 0},
-        {"registry-refresh", "WARD_REGISTRY_REFRESH", WARD_OPT_DURATION, &registry_refresh, "how often anti-entropy checks the registry still knows us", WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
+        {"registry-refresh", "WARD_REGISTRY_REFRESH", WARD_OPT_DURATION, &rs.keep_period, "how often anti-entropy checks the registry still knows us", WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
+        {"registry-ttl", "WARD_REGISTRY_TTL", WARD_OPT_DURATION, &rs.lease_ttl, "etcd: the registration lease's TTL (kept alive every third of it)", WARD_NS_PER_S, 3600 * WARD_NS_PER_S},
     };
     size_t ncommon = sizeof common / sizeof common[0];
     size_t nopts = ncommon + def->nopts;
@@ -120,9 +122,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         goto out;
     WARD_INFO(svc.log, NULL, "listening", WARD_S("listen", cfg.listen),
               WARD_I("port", ward_server_port(svc.server)), WARD_S("version", def->version));
-    err = ward__selfreg_start(&selfreg, registry_url, def->name, def->version, cfg.listen,
-                              advertise, ward_server_port(svc.server), registry_refresh,
-                              svc.log);
+    rs.log = svc.log;
+    err = ward__selfreg_start(&selfreg, &rs, def->name, def->version, cfg.listen, advertise,
+                              ward_server_port(svc.server));
     if (err == WARD_ERR_OK && selfreg.reg != NULL)
         err = ward_server_on_shutdown(svc.server, ward__selfreg_leave, &selfreg);
     if (err != WARD_ERR_OK) {

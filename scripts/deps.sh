@@ -6,7 +6,7 @@ set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libc6-dev curl util-linux
             libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev)
-test_pkgs=(libcriterion-dev prometheus)
+test_pkgs=(libcriterion-dev prometheus etcd-server)
 bench_pkgs=(wrk util-linux curl golang-go)
 
 want=("${build_pkgs[@]}")
@@ -31,8 +31,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 echo "deps.sh: installing ${missing[*]}" >&2
-# Packages such as prometheus start a daemon on install; a policy-rc.d that denies
-# every start keeps the machine free of system services (CI starts what it needs).
+# Packages such as prometheus and etcd-server start a daemon on install; a policy-rc.d
+# that denies every start keeps the machine free of system services (CI starts what it needs).
 guard=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -47,8 +47,9 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Belt and braces for systems without invoke-rc.d: stop anything the install started.
 if command -v service >/dev/null 2>&1; then
-  for svc in prometheus prometheus-node-exporter; do
+  for svc in prometheus prometheus-node-exporter etcd; do
     service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
 pkill -x prometheus 2>/dev/null || true
+pkill -x etcd 2>/dev/null || true

@@ -10,8 +10,7 @@
 struct ward__reg_keep {
     struct ward__reg_keep *next;
     struct ward_registry *r;
-    struct ward_registration reg; /* strings owned */
-    char **tags;                  /* owned, NULL-terminated */
+    struct ward__reg_copy copy;
     bool stop;                    /* guarded by r->lock */
     pthread_t thread;
 };
@@ -21,24 +20,31 @@ static void *keep_main(void *arg)
 {
     struct ward__reg_keep *k = arg;
     struct ward_registry *r = k->r;
+    const struct ward_registration *reg = &k->copy.reg;
     while (ward__reg_pause(r, &k->stop, r->s.keep_period))
-        if (ward__consul_known(r, k->reg.id) == WARD_ERR_NOT_FOUND &&
-            ward__consul_register(r, &k->reg) == WARD_ERR_OK)
-            WARD_INFO(r->s.log, NULL, "re-registered", WARD_S("id", k->reg.id));
+        if (ward__consul_known(r, reg->id) == WARD_ERR_NOT_FOUND &&
+            ward__consul_register(r, reg) == WARD_ERR_OK)
+            WARD_INFO(r->s.log, NULL, "re-registered", WARD_S("id", reg->id));
     return NULL;
+}
+
+void ward__reg_copy_free(struct ward__reg_copy *c)
+{
+    for (size_t i = 0; c->tags != NULL && c->tags[i] != NULL; i++)
+        free(c->tags[i]);
+    free(c->tags);
+    free((char *)(uintptr_t)c->reg.id);
+    free((char *)(uintptr_t)c->reg.name);
+    free((char *)(uintptr_t)c->reg.address);
+    free((char *)(uintptr_t)c->reg.version);
+    free((char *)(uintptr_t)c->reg.check_path);
+    free((char *)(uintptr_t)c->reg.initial_status);
+    *c = (struct ward__reg_copy){0};
 }
 
 static void keep_free(struct ward__reg_keep *k)
 {
-    for (size_t i = 0; k->tags != NULL && k->tags[i] != NULL; i++)
-        free(k->tags[i]);
-    free(k->tags);
-    free((char *)(uintptr_t)k->reg.id);
-    free((char *)(uintptr_t)k->reg.name);
-    free((char *)(uintptr_t)k->reg.address);
-    free((char *)(uintptr_t)k->reg.version);
-    free((char *)(uintptr_t)k->reg.check_path);
-    free((char *)(uintptr_t)k->reg.initial_status);
+    ward__reg_copy_free(&k->copy);
     free(k);
 }
 
@@ -47,7 +53,7 @@ void ward__keep_stop(struct ward_registry *r, const char *id)
     struct ward__reg_keep *found = NULL;
     pthread_mutex_lock(&r->lock);
     for (struct ward__reg_keep **p = &r->keeps; *p != NULL; p = &(*p)->next) {
-        if (strcmp((*p)->reg.id, id) == 0) {
+        if (strcmp((*p)->copy.reg.id, id) == 0) {
             found = *p;
             *p = found->next;
             found->stop = true;
@@ -80,11 +86,38 @@ static bool dup_opt(const char **dst, const char *src)
     return src == NULL || *dst != NULL;
 }
 
+enum ward_err ward__reg_copy(struct ward__reg_copy *c, const struct ward_registration *reg)
+{
+    size_t nt = 0;
+    while (reg->tags != NULL && reg->tags[nt] != NULL)
+        nt++;
+    c->reg = *reg;
+    c->tags = calloc(nt + 1, sizeof *c->tags);
+    bool ok = c->tags != NULL;
+    for (size_t i = 0; ok && i < nt; i++) {
+        c->tags[i] = strdup(reg->tags[i]);
+        ok = c->tags[i] != NULL;
+    }
+    c->reg.tags = (const char *const *)c->tags;
+    /* Null first, so that a failed copy never frees the caller's strings. */
+    c->reg.id = c->reg.name = c->reg.address = c->reg.version = NULL;
+    c->reg.check_path = c->reg.initial_status = NULL;
+    ok = ok && dup_opt(&c->reg.id, reg->id) && dup_opt(&c->reg.name, reg->name) &&
+         dup_opt(&c->reg.address, reg->address) && dup_opt(&c->reg.version, reg->version) &&
+         dup_opt(&c->reg.check_path, reg->check_path) &&
+         dup_opt(&c->reg.initial_status, reg->initial_status);
+    if (!ok)
+        ward__reg_copy_free(c);
+    return ok ? WARD_ERR_OK : WARD_ERR_NOMEM;
+}
+
 enum ward_err ward_registry_keep_registered(struct ward_registry *r,
                                             const struct ward_registration *reg)
 {
     if (r == NULL || !ward__registration_ok(reg))
         return WARD_ERR_INVAL;
+    if (r->kind == WARD__REG_ETCD)
+        return ward__etcd_register(r, reg, false);
     if (r->kind != WARD__REG_CONSUL)
         return WARD_ERR_OK;
     enum ward_err err = WARD_ERR_NOMEM;
@@ -92,30 +125,12 @@ enum ward_err ward_registry_keep_registered(struct ward_registry *r,
     if (k == NULL)
         return err;
     k->r = r;
-    k->reg = *reg;
-    size_t nt = 0;
-    while (reg->tags != NULL && reg->tags[nt] != NULL)
-        nt++;
-    k->tags = calloc(nt + 1, sizeof *k->tags);
-    bool ok = k->tags != NULL;
-    for (size_t i = 0; ok && i < nt; i++) {
-        k->tags[i] = strdup(reg->tags[i]);
-        ok = k->tags[i] != NULL;
-    }
-    k->reg.tags = (const char *const *)k->tags;
-    /* Null first, so that keep_free never frees the caller's strings. */
-    k->reg.id = k->reg.name = k->reg.address = k->reg.version = NULL;
-    k->reg.check_path = k->reg.initial_status = NULL;
-    ok = ok && dup_opt(&k->reg.id, reg->id) && dup_opt(&k->reg.name, reg->name) &&
-         dup_opt(&k->reg.address, reg->address) && dup_opt(&k->reg.version, reg->version) &&
-         dup_opt(&k->reg.check_path, reg->check_path) &&
-         dup_opt(&k->reg.initial_status, reg->initial_status);
-    if (!ok)
+    if (ward__reg_copy(&k->copy, reg) != WARD_ERR_OK)
         goto fail;
     pthread_mutex_lock(&r->lock);
     err = WARD_ERR_OK;
     for (struct ward__reg_keep *o = r->keeps; o != NULL && err == WARD_ERR_OK; o = o->next)
-        if (strcmp(o->reg.id, reg->id) == 0)
+        if (strcmp(o->copy.reg.id, reg->id) == 0)
             err = WARD_ERR_EXISTS;
     if (err == WARD_ERR_OK)
         err = ward_thread_start(&k->thread, keep_main, k);

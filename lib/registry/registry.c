@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
+
 #include <ward/limiter.h>
 #include <ward/thread.h>
 
@@ -18,18 +20,6 @@
 #define NS_PER_MS INT64_C(1000000)
 #define NS_PER_S INT64_C(1000000000)
 
-struct ward__reg_watch {
-    struct ward__reg_watch *next;
-    struct ward_registry *r;
-    char *name;
-    ward_registry_watch_fn fn;
-    void *arg;
-    struct ward_instances cache; /* guarded by r->lock */
-    _Atomic uint64_t generation; /* of cache: +1 per change, written under r->lock */
-    struct ward_limiter *bucket; /* the loop's own token bucket, burst 2 */
-    pthread_t thread;
-    bool started;
-};
 
 void ward_instances_fini(struct ward_instances *l)
 {
@@ -140,6 +130,8 @@ void ward_registry_settings_default(struct ward_registry_settings *s)
         .watch_wait = 2 * NS_PER_S,
         .watch_rate = 5.0,
         .keep_period = 10 * NS_PER_S,
+        .lease_ttl = 10 * NS_PER_S,
+        .watch_silence = 11 * 60 * NS_PER_S,
     };
     ward_retry_policy_default(&s->backoff);
     s->backoff.max_attempts = UINT32_MAX;
@@ -156,6 +148,9 @@ static enum ward_err parse_url(struct ward_registry *r, const char *url)
     } else if (strncmp(url, "static:", 7) == 0) {
         r->kind = WARD__REG_STATIC;
         err = ward__static_parse(r, url + 7);
+    } else if (strncmp(url, "etcd://", 7) == 0) {
+        r->kind = WARD__REG_ETCD;
+        err = ward__etcd_parse(r, url + 7);
     } else if (strncmp(url, "consul://", 9) == 0) {
         r->kind = WARD__REG_CONSUL;
         const char *hp = url + 9;
@@ -186,7 +181,8 @@ static bool settings_ok(const struct ward_registry_settings *s)
 {
     return s->request_timeout >= NS_PER_MS && s->watch_wait >= NS_PER_MS &&
            s->watch_wait <= 600 * NS_PER_S && isfinite(s->watch_rate) && s->watch_rate > 0 &&
-           s->keep_period >= NS_PER_MS && ward_retry_policy_check(&s->backoff) == WARD_ERR_OK;
+           s->keep_period >= NS_PER_MS && s->lease_ttl >= NS_PER_S &&
+           s->watch_silence >= NS_PER_MS && ward_retry_policy_check(&s->backoff) == WARD_ERR_OK;
 }
 
 enum ward_err ward_registry_new(const struct ward_registry_settings *s, struct ward_registry **out)
@@ -210,13 +206,13 @@ enum ward_err ward_registry_new(const struct ward_registry_settings *s, struct w
     if (pthread_mutex_init(&r->lock, NULL) != 0 || ward_cond_init_monotonic(&r->cond) != WARD_ERR_OK)
         goto fail;
     err = parse_url(r, s->url);
-    if (err != WARD_ERR_OK || r->kind != WARD__REG_CONSUL)
+    if (err != WARD_ERR_OK || r->kind == WARD__REG_NONE || r->kind == WARD__REG_STATIC)
         goto done;
     const char *token = s->token != NULL ? s->token : getenv("WARD_CONSUL_TOKEN");
     err = WARD_ERR_INVAL;
     if (token != NULL && strpbrk(token, "\r\n") != NULL)
         goto fail;
-    if (token != NULL && *token != '\0') {
+    if (token != NULL && *token != '\0' && r->kind == WARD__REG_CONSUL) {
         size_t n = strlen(token) + 17;
         r->token_header = malloc(n);
         err = WARD_ERR_NOMEM;
@@ -255,7 +251,27 @@ bool ward__reg_pause(struct ward_registry *r, const bool *own, int64_t ns)
     return go;
 }
 
-/* The watch loop (see ward_registry_watch). */
+void ward__watch_publish(struct ward__reg_watch *w, struct ward_instances *got, bool first)
+{
+    struct ward_registry *r = w->r;
+    struct ward_instances snap = {0};
+    pthread_mutex_lock(&r->lock);
+    bool changed = first || !ward__instances_equal(&w->cache, got);
+    if (changed) {
+        struct ward_instances old = w->cache;
+        w->cache = *got;
+        *got = old;
+        atomic_fetch_add_explicit(&w->generation, 1, memory_order_release);
+        if (w->fn != NULL && ward__instances_copy(&w->cache, &snap) != WARD_ERR_OK)
+            changed = false;
+    }
+    pthread_mutex_unlock(&r->lock);
+    if (changed && w->fn != NULL)
+        w->fn(&snap, w->arg);
+    ward_instances_fini(&snap);
+}
+
+/* The consul watch loop (see ward_registry_watch). */
 static void *watch_main(void *arg)
 {
     struct ward__reg_watch *w = arg;
@@ -288,23 +304,9 @@ static void *watch_main(void *arg)
         st.attempts = 0;
         st.last_delay_ns = 0;
         index = idx < index ? 0 : idx; /* backwards: reset, one non-blocking read */
-        struct ward_instances snap = {0};
-        pthread_mutex_lock(&r->lock);
-        bool changed = first || !ward__instances_equal(&w->cache, &got);
-        if (changed) {
-            struct ward_instances old = w->cache;
-            w->cache = got;
-            got = old;
-            atomic_fetch_add_explicit(&w->generation, 1, memory_order_release);
-            if (w->fn != NULL && ward__instances_copy(&w->cache, &snap) != WARD_ERR_OK)
-                changed = false;
-        }
-        pthread_mutex_unlock(&r->lock);
+        ward__watch_publish(w, &got, first);
         first = false;
         ward_instances_fini(&got);
-        if (changed && w->fn != NULL)
-            w->fn(&snap, w->arg);
-        ward_instances_fini(&snap);
     }
     return NULL;
 }
@@ -325,6 +327,9 @@ void ward_registry_free(struct ward_registry *r)
     pthread_mutex_lock(&r->lock);
     r->stopping = true;
     pthread_cond_broadcast(&r->cond);
+    for (struct ward__reg_watch *w = r->watches; w != NULL; w = w->next)
+        if (w->wake != NULL)
+            curl_multi_wakeup(w->wake); /* an etcd stream: it ends at once */
     pthread_mutex_unlock(&r->lock);
     while (r->watches != NULL) {
         struct ward__reg_watch *w = r->watches;
@@ -334,7 +339,11 @@ void ward_registry_free(struct ward_registry *r)
         watch_free(w);
     }
     ward__keep_free_all(r);
+    ward__etcd_keep_free_all(r);
     ward_httpc_free(r->http);
+    for (size_t i = 0; i < r->n_endpoints; i++)
+        free(r->endpoints[i]);
+    free(r->endpoints);
     ward_instances_fini(&r->statics);
     free(r->base);
     free(r->token_header);
@@ -356,6 +365,8 @@ enum ward_err ward_registry_register(struct ward_registry *r, const struct ward_
 {
     if (r == NULL || !ward__registration_ok(reg))
         return WARD_ERR_INVAL;
+    if (r->kind == WARD__REG_ETCD)
+        return ward__etcd_register(r, reg, true);
     return r->kind == WARD__REG_CONSUL ? ward__consul_register(r, reg) : WARD_ERR_OK;
 }
 
@@ -363,6 +374,8 @@ enum ward_err ward_registry_deregister(struct ward_registry *r, const char *id)
 {
     if (r == NULL || id == NULL || *id == '\0')
         return WARD_ERR_INVAL;
+    if (r->kind == WARD__REG_ETCD)
+        return ward__etcd_deregister(r, id);
     if (r->kind != WARD__REG_CONSUL)
         return WARD_ERR_OK;
     ward__keep_stop(r, id);
@@ -381,6 +394,8 @@ enum ward_err ward_registry_discover(struct ward_registry *r, const char *name,
         return ward__consul_health(r, name, 0, r->s.watch_wait, &idx, out);
     case WARD__REG_STATIC:
         return ward__static_find(r, name, out);
+    case WARD__REG_ETCD:
+        return ward__etcd_discover(r, name, out);
     case WARD__REG_NONE:
     default:
         return WARD_ERR_OK;
@@ -427,13 +442,14 @@ enum ward_err ward_registry_watch(struct ward_registry *r, const char *name,
         err = ward_limiter_new(&ls, &w->bucket);
         if (err != WARD_ERR_OK)
             goto fail;
-    } else {
+    } else if (r->kind == WARD__REG_NONE) {
         w->generation = 1; /* none: nothing, for good */
     }
     pthread_mutex_lock(&r->lock);
     err = find_watch(r, name) != NULL ? WARD_ERR_EXISTS : WARD_ERR_OK;
-    if (err == WARD_ERR_OK && r->kind == WARD__REG_CONSUL) {
-        err = ward_thread_start(&w->thread, watch_main, w);
+    if (err == WARD_ERR_OK && (r->kind == WARD__REG_CONSUL || r->kind == WARD__REG_ETCD)) {
+        err = ward_thread_start(&w->thread,
+                                r->kind == WARD__REG_ETCD ? ward__etcd_watch_main : watch_main, w);
         w->started = err == WARD_ERR_OK;
     }
     if (err == WARD_ERR_OK) {
@@ -443,7 +459,7 @@ enum ward_err ward_registry_watch(struct ward_registry *r, const char *name,
     pthread_mutex_unlock(&r->lock);
     if (err != WARD_ERR_OK)
         goto fail;
-    if (r->kind != WARD__REG_CONSUL && fn != NULL)
+    if (!w->started && fn != NULL)
         fn(&w->cache, arg); /* static and none: never changes, so safe unlocked */
     return WARD_ERR_OK;
 fail:

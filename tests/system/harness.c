@@ -99,26 +99,32 @@ static pid_t spawn(const char *path, const char *const *argv, int out_fd, int er
     return pid;
 }
 
-struct h_proc *h_start(const char *binary, const char *const *args)
+struct h_proc *h_spawn(const char *path, const char *const *argv)
 {
     struct h_proc *p = calloc(1, sizeof *p);
     cr_assert(p != NULL);
     p->status = -1;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->cond, NULL);
+    int fds[2];
+    cr_assert(pipe2(fds, O_CLOEXEC) == 0);
+    p->pid = spawn(path, argv, -1, fds[1]);
+    close(fds[1]);
+    p->err_fd = fds[0];
+    pthread_create(&p->reader, NULL, reader, p);
+    return p;
+}
+
+struct h_proc *h_start(const char *binary, const char *const *args)
+{
     char *path = bin_path(binary);
     const char *argv[64] = {path, "--listen", "127.0.0.1:0"};
     size_t n = 3;
     for (size_t i = 0; args != NULL && args[i] != NULL && n < 62; i++)
         argv[n++] = args[i];
     argv[n] = NULL;
-    int fds[2];
-    cr_assert(pipe2(fds, O_CLOEXEC) == 0);
-    p->pid = spawn(path, argv, -1, fds[1]);
-    close(fds[1]);
-    p->err_fd = fds[0];
+    struct h_proc *p = h_spawn(path, argv);
     free(path);
-    pthread_create(&p->reader, NULL, reader, p);
 
     json_t *line = h_log_wait(p, "\"msg\":\"listening\"", 10000);
     if (line == NULL) {

@@ -36,6 +36,10 @@ struct h_resp {
  * for its "listening" line and for /ready to answer 200. Fails the test on error. */
 struct h_proc *h_start(const char *binary, const char *const *args);
 
+/* Starts the program at path (argv NULL-terminated, argv[0] included) like h_start does:
+ * own process group, killed when the test dies, stderr captured; waits for nothing. */
+struct h_proc *h_spawn(const char *path, const char *const *argv);
+
 /* Runs binary with args to completion (no --listen added); returns its exit status and
  * what it wrote to stdout and stderr (caller frees). */
 int h_run(const char *binary, const char *const *args, char **out, char **err);

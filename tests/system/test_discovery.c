@@ -370,7 +370,8 @@ Test(discovery, bad_urls_are_rejected_with_inval)
         "consul://", "consul://127.0.0.1", "consul://127.0.0.1:0", "consul://h:65536",
         "consul://h:12x", "consul://:8500", "consul://h:8500/v1", "http://h:8500", "static:",
         "static:a", "static:a=h", "static:=h:1", "static:a=h:1,", "static:a=h:1,b",
-        "static:a=::1:80", "etcd://h:2379", "consul:/h:1"};
+        "static:a=::1:80", "consul:/h:1", "etcd://", "etcd://h", "etcd://h:0", "etcd://h:1,",
+        "etcd://h:1,,h:2", "etcd://h:1/v3", "etcd:/h:1", "zk://h:2181"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct ward_registry_settings st;
         ward_registry_settings_default(&st);
@@ -386,6 +387,14 @@ Test(discovery, bad_urls_are_rejected_with_inval)
     struct ward_registry *r = NULL;
     cr_assert_eq(ward_registry_new(&st, &r), WARD_ERR_OK);
     ward_registry_free(r);
+    st.url = "etcd://127.0.0.1:2379,[::1]:2379,h3:2379/";
+    cr_assert_eq(ward_registry_new(&st, &r), WARD_ERR_OK);
+    ward_registry_free(r);
+    st.url = "etcd://127.0.0.1:2379";
+    st.lease_ttl = 999 * MS; /* etcd leases are whole seconds */
+    cr_assert_eq(ward_registry_new(&st, &r), WARD_ERR_INVAL);
+    st.lease_ttl = 10000 * MS;
+    st.url = "consul://localhost:8500/";
     st.token = "a\r\nX-Evil: 1";
     cr_assert_eq(ward_registry_new(&st, &r), WARD_ERR_INVAL);
     cr_assert_null(r);
