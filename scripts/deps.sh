@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs exactly the Debian packages ward needs: `deps.sh run` for building and running,
-# `deps.sh test` adds what the test suite needs, `deps.sh bench` what the benchmarks need.
+# `deps.sh test` adds what the test suite needs, `deps.sh bench` what the benchmarks need, `deps.sh etcd` the etcd server alone.
 # Idempotent and offline when everything is present; never leaves a system service running.
 set -euo pipefail
 
@@ -13,9 +13,10 @@ want=("${build_pkgs[@]}")
 case "${1:-run}" in
   run) ;;
   test) want+=("${test_pkgs[@]}") ;;
+  etcd) want+=(etcd-server) ;;
   bench) want+=("${bench_pkgs[@]}") ;;
   all) want+=("${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 [run|test|bench|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [run|test|bench|etcd|all]" >&2; exit 2 ;;
 esac
 
 missing=()
@@ -51,5 +52,6 @@ if command -v service >/dev/null 2>&1; then
     service "$svc" stop >/dev/null 2>&1 || true
   done
 fi
-pkill -x prometheus 2>/dev/null || true
-pkill -x etcd 2>/dev/null || true
+# Only the packages' own daemons (their system users): never an etcd someone runs by hand.
+pkill -x -u prometheus prometheus 2>/dev/null || true
+pkill -x -u etcd etcd 2>/dev/null || true
