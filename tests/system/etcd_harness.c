@@ -476,6 +476,21 @@ void h_etcd_restart(struct h_etcd *e, int member)
     }
 }
 
+void h_etcd_restart_empty(struct h_etcd *e)
+{
+    cr_assert(e->n == 1, "only a one-member cluster can start over empty");
+    struct member *m = &e->m[0];
+    cr_assert(m->proc == NULL, "etcd member 0 is still running");
+    rm_rf(m->dir);
+    member_spawn(e, 0, "new");
+    for (int64_t limit = now_ms() + START_TIMEOUT_MS; !h_etcd_healthy(e, 0); h_sleep_ms(10)) {
+        if (member_exited(m) || now_ms() >= limit) {
+            h_etcd_dump_logs(e);
+            cr_assert_fail("etcd did not come back healthy from an empty data dir");
+        }
+    }
+}
+
 static uint64_t header_member(const json_t *reply)
 {
     const json_t *header = json_object_get(reply, "header");

@@ -51,6 +51,10 @@ void h_etcd_kill(struct h_etcd *e, int member);
  * is healthy (it rejoins from its WAL). */
 void h_etcd_restart(struct h_etcd *e, int member);
 
+/* Starts the killed member of a one-member cluster again with an empty data dir: a new
+ * cluster on the same ports that knows no key and no lease (revisions start over). */
+void h_etcd_restart_empty(struct h_etcd *e);
+
 /* The member is running and its /health says true (it sees a leader). */
 bool h_etcd_healthy(const struct h_etcd *e, int member);
 

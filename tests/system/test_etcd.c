@@ -3,7 +3,8 @@
  * skipped), the watch seeing adds and removes, deregistration revoking the lease; a lease
  * revoked behind the client's back re-registered; the instance's own check taking its
  * key down and putting it back; zakat-service registered with --registry etcd://, its key
- * expiring after SIGKILL and revoked on SIGTERM; recovery from an etcd restart; and a
+ * expiring after SIGKILL and revoked on SIGTERM; recovery from an etcd restart, with its
+ * data and without (everything registered again); and a
  * three-member cluster losing a member while discovery and keep-alive go on. */
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -340,6 +341,17 @@ Test(etcd, recovers_from_an_etcd_restart)
     cr_assert(wait_seen(&s, 2, 5000), "the watch did not resume after the restart");
     h_sleep_ms(2000);
     cr_assert_eq(h_etcd_count_prefix(etcd, "services/web/"), 2, "web-1 was not kept");
+
+    /* etcd comes back empty (its data lost): no key, no lease, revisions start over; the
+     * keepers find their leases gone and register again, and the watch follows */
+    h_etcd_kill(etcd, 0);
+    h_etcd_restart_empty(etcd);
+    int64_t t0 = now_ms();
+    cr_assert(wait_count("services/web/", 2, 5000), "not registered again on a new etcd");
+    fprintf(stderr, "etcd: both registered again %lld ms after an empty restart\n",
+            (long long)(now_ms() - t0));
+    cr_assert_eq(ward_registry_deregister(client_a, "web-2"), WARD_ERR_OK);
+    cr_assert(wait_seen(&s, 1, 3000), "the watch did not follow the new cluster");
 }
 
 Test(etcd, a_three_member_cluster_loses_one_and_discovery_goes_on)
