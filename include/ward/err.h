@@ -35,7 +35,11 @@
     X(TIMEOUT, 27, "timed out")                                                    \
     X(TOO_LARGE, 28, "response larger than the limit")                             \
     X(HTTP_STATUS, 29, "unsuccessful HTTP status")                                \
-    X(UNAVAILABLE, 30, "no instance of the service is available")
+    X(UNAVAILABLE, 30, "no instance of the service is available")                \
+    X(RETRY, 31, "transaction must be retried")                                   \
+    X(STORE_DOWN, 32, "database unreachable")                                     \
+    X(CONSTRAINT, 33, "database constraint violated")                             \
+    X(DB, 34, "database error")
 
 enum ward_err {
 #define WARD__ERR_ENUM(name, num, msg) WARD_ERR_##name = num,
