@@ -39,7 +39,8 @@
     X(RETRY, 31, "transaction must be retried")                                   \
     X(STORE_DOWN, 32, "database unreachable")                                     \
     X(CONSTRAINT, 33, "database constraint violated")                             \
-    X(DB, 34, "database error")
+    X(DB, 34, "database error")                                                   \
+    X(CONFLICT, 35, "changed concurrently by someone else")
 
 enum ward_err {
 #define WARD__ERR_ENUM(name, num, msg) WARD_ERR_##name = num,

@@ -25,7 +25,13 @@
     X(RATE_LIMITED, "rate-limited", 429, "Too many requests")                         \
     X(INTERNAL, "internal", 500, "Internal error")                                    \
     X(UNAVAILABLE, "unavailable", 503, "Service unavailable")                         \
-    X(DEADLINE_EXCEEDED, "deadline-exceeded", 504, "Deadline exceeded")
+    X(DEADLINE_EXCEEDED, "deadline-exceeded", 504, "Deadline exceeded")               \
+    X(IDEMPOTENCY_KEY_MISSING, "idempotency-key-missing", 400, "Idempotency-Key required") \
+    X(IDEMPOTENCY_KEY_INVALID, "idempotency-key-invalid", 400, "Invalid Idempotency-Key") \
+    X(IDEMPOTENCY_KEY_REUSED, "idempotency-key-reused", 422,                          \
+      "Idempotency-Key reused with a different request")                              \
+    X(IDEMPOTENCY_IN_FLIGHT, "idempotency-in-flight", 409,                            \
+      "A request with this Idempotency-Key is in progress")
 
 enum ward_problem_type {
 #define WARD__PROBLEM_ENUM(name, slug, status, title) WARD_PROBLEM_##name,

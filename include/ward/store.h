@@ -153,9 +153,9 @@ void ward_rows_free(struct ward_rows *r);
  * migrations are pending and did not run). Thread-safe. */
 WARD_MUST_CHECK enum ward_err ward_store_ping(struct ward_store *s);
 
-/* Registers ward_store_transactions_total{service,result} (committed, rolled_back, error),
- * ward_store_retries_total{service} and ward_store_connections{service,state} (idle, busy).
- * reg must outlive s. INVAL, NOMEM. */
+/* Registers ward_store_transactions_total{service,result} (committed, rolled_back, and
+ * error: a transaction the database failed — down, out of retries, a database error) and
+ * ward_store_retries_total{service}. reg must outlive s. INVAL, NOMEM. */
 WARD_MUST_CHECK enum ward_err ward_store_export(struct ward_store *s, struct ward_metrics *reg);
 
 #endif

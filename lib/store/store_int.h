@@ -84,7 +84,7 @@ struct ward_store {
     atomic_bool migrated;
     struct ward_migration *migrations; /* copies */
     size_t n_migrations;
-    _Atomic(struct ward_metric *) m_tx[3], m_retries, m_idle, m_busy;
+    _Atomic(struct ward_metric *) m_tx[3], m_retries;
 };
 
 struct ward_tx {

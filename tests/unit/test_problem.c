@@ -50,6 +50,14 @@ Test(problem, every_type_has_its_stable_uri_title_and_status)
          "Service unavailable", 503},
         {WARD_PROBLEM_DEADLINE_EXCEEDED, "https://ward.dev/problems/deadline-exceeded",
          "Deadline exceeded", 504},
+        {WARD_PROBLEM_IDEMPOTENCY_KEY_MISSING, "https://ward.dev/problems/idempotency-key-missing",
+         "Idempotency-Key required", 400},
+        {WARD_PROBLEM_IDEMPOTENCY_KEY_INVALID, "https://ward.dev/problems/idempotency-key-invalid",
+         "Invalid Idempotency-Key", 400},
+        {WARD_PROBLEM_IDEMPOTENCY_KEY_REUSED, "https://ward.dev/problems/idempotency-key-reused",
+         "Idempotency-Key reused with a different request", 422},
+        {WARD_PROBLEM_IDEMPOTENCY_IN_FLIGHT, "https://ward.dev/problems/idempotency-in-flight",
+         "A request with this Idempotency-Key is in progress", 409},
     };
 
     cr_assert_eq(sizeof want / sizeof want[0], (size_t)WARD_PROBLEM__COUNT,
