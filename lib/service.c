@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ward/clock.h>
 #include <ward/service.h>
@@ -14,11 +15,68 @@ struct ward_service {
     struct ward_log *log;
     struct ward_metrics *metrics;
     struct ward_server *server;
+    struct ward_store *store;
+    struct ward_idem *idem;
 };
 
 struct ward_server *ward_service_server(const struct ward_service *svc) { return svc->server; }
 struct ward_log *ward_service_log(const struct ward_service *svc) { return svc->log; }
 struct ward_metrics *ward_service_metrics(const struct ward_service *svc) { return svc->metrics; }
+struct ward_store *ward_service_store(const struct ward_service *svc) { return svc->store; }
+struct ward_idem *ward_service_idem(const struct ward_service *svc) { return svc->idem; }
+
+/* The readiness check of the database: a round trip (and pending migrations). */
+static enum ward_health check_database(void *arg, char *output, size_t size)
+{
+    enum ward_err err = ward_store_ping(arg);
+    if (err == WARD_ERR_OK)
+        return WARD_HEALTH_PASS;
+    snprintf(output, size, "%s", ward_strerror(err));
+    return WARD_HEALTH_FAIL;
+}
+
+/* "sqlite://<cwd>/<name>.db", the default database. */
+static char *default_db(const char *name)
+{
+    char cwd[4096];
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return NULL;
+    size_t n = strlen(cwd) + strlen(name) + 16;
+    char *url = malloc(n);
+    if (url != NULL)
+        snprintf(url, n, "sqlite://%s/%s.db", strcmp(cwd, "/") == 0 ? "" : cwd, name);
+    return url;
+}
+
+/* Opens the service's database and idempotency store, adds the readiness check. */
+static enum ward_err open_database(struct ward_service *svc, const char *url, int64_t idem_ttl)
+{
+    const struct ward_service_def *def = svc->def;
+    struct ward_store_settings ss;
+    ward_store_settings_default(&ss);
+    ss.url = url;
+    ss.service = def->name;
+    ss.migrations = def->migrations;
+    ss.n_migrations = def->n_migrations;
+    ss.log = svc->log;
+    enum ward_err err = ward_store_open(&ss, &svc->store);
+    if (err != WARD_ERR_OK) {
+        WARD_ERROR(svc->log, NULL, "cannot open the database", WARD_S("error", ward_strerror(err)));
+        return err;
+    }
+    err = ward_store_export(svc->store, svc->metrics);
+    if (err == WARD_ERR_OK)
+        err = ward_server_add_check(svc->server, "database", check_database, svc->store);
+    if (err == WARD_ERR_OK && def->idempotency) {
+        struct ward_idem_settings is;
+        ward_idem_settings_default(&is);
+        is.scope = def->name;
+        is.ttl = idem_ttl;
+        is.log = svc->log;
+        err = ward_idem_new(svc->store, &is, &svc->idem);
+    }
+    return err;
+}
 
 /* Process facts every service exposes: start time and build information. */
 static enum ward_err static_metrics(struct ward_metrics *m, const struct ward_service_def *def)
@@ -59,6 +117,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     struct ward_registry_settings rs; /* the self-registration's client */
     ward_registry_settings_default(&rs);
     struct ward__selfreg selfreg = {0};
+    const char *db_url = NULL;
+    char *db_default = NULL;
+    int64_t idem_ttl = 24 * 3600 * WARD_NS_PER_S;
     const struct ward_opt common[] = {
         {"listen", "WARD_LISTEN", WARD_OPT_STRING, &cfg.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
         {"log-level", "WARD_LOG_LEVEL", WARD_OPT_LOG_LEVEL, &level, "debug, info, warn, error or off", 0, 0},
@@ -75,16 +136,23 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         {"registry-refresh", "WARD_REGISTRY_REFRESH", WARD_OPT_DURATION, &rs.keep_period, "how often anti-entropy checks the registry still knows us", WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
         {"registry-ttl", "WARD_REGISTRY_TTL", WARD_OPT_DURATION, &rs.lease_ttl, "etcd: the registration lease's TTL (kept alive every third of it)", WARD_NS_PER_S, 3600 * WARD_NS_PER_S},
     };
+    const struct ward_opt db_opts[] = {
+        {"db", "WARD_DB", WARD_OPT_STRING, &db_url, "database: sqlite:///abs/path.db or postgresql://... (default sqlite://<cwd>/<name>.db)", 0, 0},
+        {"idempotency-ttl", "WARD_IDEMPOTENCY_TTL", WARD_OPT_DURATION, &idem_ttl, "how long Idempotency-Key answers are kept", WARD_NS_PER_S, 365 * 24 * 3600 * WARD_NS_PER_S},
+    };
+    size_t ndb = def->migrations == NULL ? 0 : def->idempotency ? 2 : 1;
     size_t ncommon = sizeof common / sizeof common[0];
-    size_t nopts = ncommon + def->nopts;
+    size_t nopts = ncommon + ndb + def->nopts;
     opts = calloc(nopts, sizeof *opts);
     if (opts == NULL) {
         fprintf(stderr, "%s: out of memory\n", def->name);
         goto out;
     }
     memcpy(opts, common, sizeof common);
+    if (ndb > 0)
+        memcpy(opts + ncommon, db_opts, ndb * sizeof *opts);
     if (def->nopts > 0)
-        memcpy(opts + ncommon, def->opts, def->nopts * sizeof *opts);
+        memcpy(opts + ncommon + ndb, def->opts, def->nopts * sizeof *opts);
     switch (ward_config_parse(opts, nopts, argc, argv, def->name, def->version, stdout, stderr)) {
     case WARD_CONFIG_OK:
         break;
@@ -112,6 +180,17 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
         rc = err == WARD_ERR_ADDRESS ? 2 : 1;
         goto out;
     }
+    if (def->migrations != NULL) {
+        if (db_url == NULL && (db_url = db_default = default_db(def->name)) == NULL) {
+            WARD_ERROR(svc.log, NULL, "cannot name the default database");
+            goto out;
+        }
+        err = open_database(&svc, db_url, idem_ttl);
+        if (err != WARD_ERR_OK) {
+            rc = err == WARD_ERR_INVAL ? 2 : 1;
+            goto out;
+        }
+    }
     err = def->setup != NULL ? def->setup(&svc, def->arg) : WARD_ERR_OK;
     if (err != WARD_ERR_OK) {
         WARD_ERROR(svc.log, NULL, "setup failed", WARD_S("error", ward_strerror(err)));
@@ -137,6 +216,9 @@ out:
     ward__selfreg_fini(&selfreg);
     if (set_up && def->teardown != NULL)
         def->teardown(&svc, def->arg);
+    ward_idem_free(svc.idem);
+    ward_store_close(svc.store);
+    free(db_default);
     ward_metrics_free(svc.metrics);
     ward_log_free(svc.log);
     free(opts);

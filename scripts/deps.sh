@@ -5,8 +5,9 @@
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libc6-dev curl util-linux
-            libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev)
-test_pkgs=(libcriterion-dev prometheus etcd-server)
+            libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
+            libsqlite3-dev libpq-dev libssl-dev)
+test_pkgs=(libcriterion-dev prometheus etcd-server postgresql)
 bench_pkgs=(wrk util-linux curl golang-go)
 
 want=("${build_pkgs[@]}")
@@ -48,7 +49,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Belt and braces for systems without invoke-rc.d: stop anything the install started.
 if command -v service >/dev/null 2>&1; then
-  for svc in prometheus prometheus-node-exporter etcd; do
+  for svc in prometheus prometheus-node-exporter etcd postgresql; do
     service "$svc" stop >/dev/null 2>&1 || true
   done
 fi

@@ -8,8 +8,10 @@
 #include <ward/config.h>
 #include <ward/err.h>
 #include <ward/http.h>
+#include <ward/idempotency.h>
 #include <ward/log.h>
 #include <ward/metrics.h>
+#include <ward/store.h>
 
 struct ward_service;
 
@@ -28,11 +30,21 @@ struct ward_service_def {
     /* Runs after the server stopped (close stores). May be NULL. */
     void (*teardown)(struct ward_service *svc, void *arg);
     void *arg;
+    /* A database, when migrations is not NULL: --db URL (WARD_DB; default
+     * sqlite://<working directory>/<name>.db) opened before setup with these migrations
+     * (a database that is down only makes the service unready), a readiness check
+     * "database" (ward_store_ping), store metrics, closed after the server stopped. */
+    const struct ward_migration *migrations;
+    size_t n_migrations;
+    /* With a database: an Idempotency-Key store scoped to the service's name (its
+     * migrations must create WARD_IDEM_SCHEMA); --idempotency-ttl (default 24h). */
+    bool idempotency;
 };
 
 /* Runs a daemon: blocks signals, parses the common flags (--listen, --log-level,
  * --threads, --body-limit, --max-connections, --conn-timeout, --request-timeout,
- * --shutdown-delay, --drain-timeout, --no-access-log, --help, --version) and def's own,
+ * --shutdown-delay, --drain-timeout, --no-access-log, --registry..., --db with a
+ * database, --help, --version) and def's own,
  * each with its WARD_* variable; starts logging, metrics and the server; calls setup;
  * serves until a signal and shuts down gracefully. Returns the process exit status:
  * 0 clean, 1 failure or drain timeout, 2 bad flags. */
@@ -41,5 +53,8 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
 struct ward_server *ward_service_server(const struct ward_service *svc);
 struct ward_log *ward_service_log(const struct ward_service *svc);
 struct ward_metrics *ward_service_metrics(const struct ward_service *svc);
+/* The service's database and idempotency store (NULL when it has none). */
+struct ward_store *ward_service_store(const struct ward_service *svc);
+struct ward_idem *ward_service_idem(const struct ward_service *svc);
 
 #endif

@@ -120,7 +120,9 @@ enum ward_store_kind ward_store_kind(const struct ward_store *s);
 WARD_MUST_CHECK enum ward_err ward_store_tx(struct ward_store *s, enum ward_tx_mode mode,
                                             ward_tx_fn fn, void *arg);
 
-/* Runs q with params in tx. When rows is not NULL, *rows gets the result set (freed with
+/* Runs q with params in tx. A statement that fails ends the transaction's usefulness on
+ * PostgreSQL (every later statement fails until the rollback): return its error from the
+ * work (or RETRY to run it again), do not carry on. When rows is not NULL, *rows gets the result set (freed with
  * ward_rows_free, before the transaction ends); else the result is dropped. Returns OK;
  * CONSTRAINT (a unique, foreign-key, check or not-null violation, or a trigger refusing the
  * change: the caller's conflict to report); RETRY (busy, serialization failure, deadlock:
@@ -130,7 +132,8 @@ WARD_MUST_CHECK enum ward_err ward_tx_exec(struct ward_tx *tx, struct ward_query
                                            const struct ward_param *params, size_t n,
                                            struct ward_rows **rows);
 
-/* Rows changed by the last INSERT, UPDATE or DELETE run by ward_tx_exec in tx. */
+/* Rows changed by the last statement ward_tx_exec ran in tx (an INSERT, UPDATE or DELETE;
+ * 0 after any other). */
 int64_t ward_tx_changes(const struct ward_tx *tx);
 
 /* The message of the last database error in tx (for logs), or "". */
@@ -138,6 +141,9 @@ const char *ward_tx_error(const struct ward_tx *tx);
 
 /* Moves to the next row: true while there is one. */
 bool ward_rows_next(struct ward_rows *r);
+/* After ward_rows_next returned false: OK at the true end, else why the rows ended early
+ * (RETRY, STORE_DOWN, DB...: return it from the transaction's work). */
+enum ward_err ward_rows_err(const struct ward_rows *r);
 /* Columns of the current row, from 0. A NULL value: text NULL, int 0, bool false. Text is
  * owned by r and valid until the next ward_rows_next or ward_rows_free. */
 size_t ward_rows_columns(const struct ward_rows *r);

@@ -147,11 +147,10 @@ static enum ward_err acquire(struct ward_store *s, enum ward_tx_mode mode, struc
 /* Gives c back to its pool, or closes it when it is broken. */
 static void release(struct ward_store *s, struct ward__conn *c)
 {
-    bool drop = c->broken;
+    bool drop = c->broken, writer = c->writer; /* read before disconnect frees c */
     if (drop)
         s->ops->disconnect(c);
     pthread_mutex_lock(&s->lock);
-    bool writer = c->writer;
     if (drop) {
         --*(writer ? &s->open_w : &s->open_r);
     } else if (writer) {
@@ -191,6 +190,11 @@ const char *ward_tx_error(const struct ward_tx *tx)
 bool ward_rows_next(struct ward_rows *r)
 {
     return r->ops->next(r);
+}
+
+enum ward_err ward_rows_err(const struct ward_rows *r)
+{
+    return r->err;
 }
 
 size_t ward_rows_columns(const struct ward_rows *r)
@@ -337,10 +341,8 @@ static enum ward_err migrate_one(struct ward_tx *tx, void *arg)
     struct migration_step *m = arg;
     struct ward_store *s = m->s;
     struct ward_rows *rows = NULL;
-    enum ward_err err = s->ops->lock_migrations(tx->conn);
     m->done = false;
-    if (err == WARD_ERR_OK)
-        err = ward_tx_exec(tx, &q_migrations_table, NULL, 0, NULL);
+    enum ward_err err = ward_tx_exec(tx, &q_migrations_table, NULL, 0, NULL);
     if (err == WARD_ERR_OK)
         err = ward_tx_exec(tx, &q_migrations_max,
                            (struct ward_param[]){WARD_P_TEXT(s->service)}, 1, &rows);
@@ -372,6 +374,34 @@ done:
     return err;
 }
 
+/* One migration step on one connection: the cross-process lock first, outside the
+ * transaction, so that the transaction's snapshot sees what the previous holder committed;
+ * given back after the commit (a connection that cannot give it back is dropped, which
+ * releases it too). */
+static enum ward_err migrate_attempt(struct ward_store *s, struct migration_step *m)
+{
+    struct ward__conn *c = NULL;
+    enum ward_err err = acquire(s, WARD_TX_WRITE, &c);
+    if (err != WARD_ERR_OK)
+        return err;
+    err = s->ops->lock_migrations(c, true);
+    if (err == WARD_ERR_OK) {
+        err = s->ops->begin(c, WARD_TX_WRITE);
+        if (err == WARD_ERR_OK) {
+            struct ward_tx tx = {.store = s, .conn = c};
+            err = migrate_one(&tx, m);
+            if (err == WARD_ERR_OK)
+                err = s->ops->commit(c);
+            if (err != WARD_ERR_OK)
+                s->ops->rollback(c);
+        }
+        if (s->ops->lock_migrations(c, false) != WARD_ERR_OK)
+            c->broken = true;
+    }
+    release(s, c);
+    return err;
+}
+
 /* Applies every pending migration, one transaction each; once it succeeded, never again. */
 static enum ward_err migrate(struct ward_store *s)
 {
@@ -379,7 +409,13 @@ static enum ward_err migrate(struct ward_store *s)
     pthread_mutex_lock(&s->migrate_lock);
     while (!atomic_load(&s->migrated)) {
         struct migration_step m = {.s = s};
-        err = run_tx(s, WARD_TX_WRITE, migrate_one, &m);
+        for (uint32_t n = 1;; n++) {
+            err = migrate_attempt(s, &m);
+            if (err != WARD_ERR_RETRY || n >= s->s.max_attempts)
+                break;
+            ward_clock_sleep(s->s.clock != NULL ? s->s.clock : ward_clock_real(),
+                             s->s.backoff.base_ns * n);
+        }
         if (err != WARD_ERR_OK)
             break;
         if (m.done)

@@ -19,9 +19,11 @@ struct ward__conn {
     char error[256]; /* the last error's message */
 };
 
-/* One result set; the backend's own struct starts with this one. */
+/* One result set; the backend's own struct starts with this one. err: why next returned
+ * false early (OK at the true end), set by the backend. */
 struct ward_rows {
     const struct ward__rows_ops *ops;
+    enum ward_err err;
 };
 
 struct ward__rows_ops {
@@ -56,9 +58,11 @@ struct ward__store_ops {
     /* Runs a script of several statements without parameters (migrations), inside the
      * current transaction. */
     enum ward_err (*script)(struct ward__conn *c, const char *sql);
-    /* Serializes migrations across processes for the rest of the transaction (PostgreSQL:
-     * pg_advisory_xact_lock; SQLite: nothing, BEGIN IMMEDIATE already does). */
-    enum ward_err (*lock_migrations)(struct ward__conn *c);
+    /* Takes (lock) or gives back (!lock) the lock that serializes migrations across
+     * processes, outside any transaction, so that the migration's transaction takes its
+     * snapshot after the previous migrator committed (PostgreSQL: a session-level
+     * pg_advisory_lock; SQLite: nothing, BEGIN IMMEDIATE on the writer already does). */
+    enum ward_err (*lock_migrations)(struct ward__conn *c, bool lock);
     /* A round trip (SELECT 1) outside any transaction. */
     enum ward_err (*ping)(struct ward__conn *c);
 };
