@@ -11,6 +11,7 @@
 
 #include <ward/clock.h>
 #include <ward/err.h>
+#include <ward/http.h>
 #include <ward/retry.h>
 
 struct ward_store;
@@ -163,5 +164,10 @@ WARD_MUST_CHECK enum ward_err ward_store_ping(struct ward_store *s);
  * error: a transaction the database failed — down, out of retries, a database error) and
  * ward_store_retries_total{service}. reg must outlive s. INVAL, NOMEM. */
 WARD_MUST_CHECK enum ward_err ward_store_export(struct ward_store *s, struct ward_metrics *reg);
+
+/* Answers req for a store error a handler cannot do anything about: STORE_DOWN, TIMEOUT
+ * and RETRY are 503 unavailable with Retry-After: 1 (the client may retry, with its
+ * Idempotency-Key); CONSTRAINT is 409 conflict; anything else is logged and 500. */
+void ward_store_respond_error(struct ward_req *req, enum ward_err err);
 
 #endif
