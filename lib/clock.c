@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -124,4 +125,14 @@ int64_t ward_clock_wall(void)
 
     clock_gettime(CLOCK_REALTIME, &ts);
     return timespec_ns(&ts);
+}
+
+void ward_clock_rfc3339(int64_t wall_ns, char *buf, size_t size)
+{
+    time_t secs = (time_t)(wall_ns / WARD_NS_PER_S);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+             (int)(wall_ns % WARD_NS_PER_S / WARD_NS_PER_MS));
 }

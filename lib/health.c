@@ -9,15 +9,6 @@
 
 #include "http_int.h"
 
-static void rfc3339(int64_t wall_ns, char *buf, size_t size)
-{
-    time_t secs = (time_t)(wall_ns / WARD_NS_PER_S);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(wall_ns % WARD_NS_PER_S / WARD_NS_PER_MS));
-}
-
 static const char *health_name(enum ward_health h)
 {
     return h == WARD_HEALTH_PASS ? "pass" : h == WARD_HEALTH_WARN ? "warn" : "fail";
@@ -29,7 +20,7 @@ static void answer(struct ward_req *req, enum ward_health status, json_t *checks
     struct ward_server *srv = req->srv;
     char ts[80];
     int64_t now = ward_clock_wall();
-    rfc3339(now, ts, sizeof ts);
+    ward_clock_rfc3339(now, ts, sizeof ts);
     bool draining = atomic_load(&srv->draining);
     if (draining)
         status = WARD_HEALTH_FAIL;
@@ -68,7 +59,7 @@ static void get_ready(struct ward_req *req, void *arg)
     enum ward_health worst = WARD_HEALTH_PASS;
     json_t *checks = json_object();
     char ts[80];
-    rfc3339(ward_clock_wall(), ts, sizeof ts);
+    ward_clock_rfc3339(ward_clock_wall(), ts, sizeof ts);
     for (size_t i = 0; i < srv->nchecks; i++) {
         char output[256] = "";
         enum ward_health h = srv->checks[i].fn(srv->checks[i].arg, output, sizeof output);

@@ -49,13 +49,6 @@ static int64_t wall_ms(const struct ward_idem *im)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / NS_PER_MS;
 }
 
-static void rfc3339(int64_t ms, char *buf, size_t n)
-{
-    time_t secs = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
 
 /* ---- the sweep ---------------------------------------------------------------------- */
 
@@ -234,8 +227,8 @@ static char *dup_col(struct ward_rows *rows, size_t col)
 /* Inserts a running row for c; a concurrent claim that won the insert makes us look again. */
 static enum ward_err insert_running(struct ward_tx *tx, struct claim_work *w, int64_t now)
 {
-    char created[32];
-    rfc3339(now, created, sizeof created);
+    char created[WARD_RFC3339_SIZE];
+    ward_clock_rfc3339(now * NS_PER_MS, created, sizeof created);
     enum ward_err err = ward_tx_exec(
         tx, &q_insert,
         (struct ward_param[]){WARD_P_TEXT(w->im->scope), WARD_P_TEXT(w->c->key),

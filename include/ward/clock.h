@@ -2,6 +2,7 @@
 #ifndef WARD_CLOCK_H
 #define WARD_CLOCK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define WARD_NS_PER_US INT64_C(1000)
@@ -36,5 +37,10 @@ void ward_clock_free(const struct ward_clock *c);
 /* Wall-clock time, nanoseconds since the Unix epoch (CLOCK_REALTIME): for timestamps in
  * logs and bodies, never for measuring intervals. */
 int64_t ward_clock_wall(void);
+
+/* Formats wall_ns as RFC 3339 UTC with milliseconds ("2026-11-26T23:59:59.123Z") into buf
+ * (size >= WARD_RFC3339_SIZE). */
+#define WARD_RFC3339_SIZE 32
+void ward_clock_rfc3339(int64_t wall_ns, char *buf, size_t size);
 
 #endif
