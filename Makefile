@@ -27,7 +27,7 @@ build-tsan: deps-test
 	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWARD_TSAN=ON $(CMAKE_ARGS) >/dev/null
 	@cmake --build $(TSAN_BUILD) -j $(JOBS)
 
-# Starts the stack in the foreground: ward-registry, then zakat-service registered in it.
+# Starts the stack in the foreground: ward-registry, then the services registered in it.
 # Ctrl-C shuts it down gracefully (services deregister first).
 run: build
 	@BIN=$(BUILD)/bin exec scripts/run-stack.sh

@@ -3,12 +3,16 @@
 # in it. Ctrl-C reaches the services directly (they share this terminal's process group)
 # and they shut down gracefully, deregistering first; the registry, in a session of its
 # own, is stopped last, once they are gone. SIGTERM to this script does the same.
+# Databases are SQLite files under $WARD_DATA (default ./data).
 # With WARD_REGISTRY set (say etcd://127.0.0.1:2379,127.0.0.1:22379), no ward-registry is
 # started and every service registers there instead.
 set -uo pipefail
 BIN=${BIN:-build/bin}
 REGISTRY_ADDR=${WARD_REGISTRY_ADDR:-127.0.0.1:8500}
 REGISTRY_URL=${WARD_REGISTRY:-}
+# The services' SQLite files (WARD_DATA; a PostgreSQL URL per service via --db otherwise).
+DATA=${WARD_DATA:-$PWD/data}
+mkdir -p "$DATA"
 
 registry=
 if [ -z "$REGISTRY_URL" ]; then
@@ -24,6 +28,8 @@ fi
 
 services=()
 "$BIN/zakat-service" --registry "$REGISTRY_URL" &
+services+=($!)
+"$BIN/invoice-service" --registry "$REGISTRY_URL" --db "sqlite://$DATA/invoice-service.db" &
 services+=($!)
 
 # Ctrl-C already went to every service; a second signal would make them exit at once.
