@@ -31,6 +31,8 @@ services=()
 services+=($!)
 "$BIN/invoice-service" --registry "$REGISTRY_URL" --db "sqlite://$DATA/invoice-service.db" &
 services+=($!)
+"$BIN/accounting-service" --registry "$REGISTRY_URL" --db "sqlite://$DATA/accounting-service.db" &
+services+=($!)
 
 # Ctrl-C already went to every service; a second signal would make them exit at once.
 trap ':' INT
