@@ -11,20 +11,11 @@
 #include <ward/clock.h>
 #include <ward/metrics.h>
 
+#include "tsan_check.h"
+
 #define THREADS 4
 #define CALLS 30000
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 static const char *const ids[] = {"10.0.0.0:8081", "10.0.0.1:8081", "10.0.0.2:8081",
                                   "10.0.0.3:8081", "10.0.0.4:8081", "10.0.0.5:8081"};
@@ -205,6 +196,5 @@ int main(void)
     hammer(WARD_BALANCER_P2C, "p2c");
     hammer(WARD_BALANCER_ROUND_ROBIN, "round robin");
     round_robin_exact();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 && passed > 0 ? 0 : 1;
+    return tsan_summary();
 }

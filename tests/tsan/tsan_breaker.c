@@ -10,22 +10,13 @@
 #include <ward/clock.h>
 #include <ward/metrics.h>
 
+#include "tsan_check.h"
+
 #define THREADS 4
 #define CALLS 100000
 #define MIXED_CALLS 50000
 #define MAX_SEEN 1000000
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 static bool never_trip(const struct ward_breaker_counts *c, void *arg)
 {
@@ -228,6 +219,5 @@ int main(void)
 {
     all_successes_add_up();
     mixed_run_chains();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return tsan_summary();
 }

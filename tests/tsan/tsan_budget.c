@@ -11,22 +11,13 @@
 #include <ward/clock.h>
 #include <ward/metrics.h>
 
+#include "tsan_check.h"
+
 #define THREADS 4
 #define BULKHEAD_CALLS 100000
 #define BUDGET_CALLS 50000
 #define SLOTS 2
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 struct bulkhead_run {
     struct ward_bulkhead *bh;
@@ -206,6 +197,5 @@ int main(void)
     bulkhead_never_passes_its_cap();
     budget_adds_up(false);
     budget_adds_up(true);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return tsan_summary();
 }

@@ -15,20 +15,11 @@
 
 #include "fault_server.h"
 
+#include "tsan_check.h"
+
 #define THREADS 4
 #define FLIPS 300
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 static struct ward_rclient *rc;
 static atomic_int ok_calls, all_calls;
@@ -126,6 +117,5 @@ int main(void)
     fault_server_stop(a);
     fault_server_stop(b);
     fault_server_stop(agent);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return tsan_summary();
 }

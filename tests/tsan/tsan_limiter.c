@@ -11,21 +11,12 @@
 #include <ward/limiter.h>
 #include <ward/metrics.h>
 
+#include "tsan_check.h"
+
 #define NTHREADS 4
 #define CALLS 100000
 #define NKEYS 64
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s: %s\n", ok ? "PASS" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 struct worker {
     pthread_t th;
@@ -265,6 +256,5 @@ int main(void)
     limiter_checks(c);
     keyed_checks(c);
     ward_clock_free(c);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 && passed == 4 ? 0 : 1;
+    return tsan_summary();
 }

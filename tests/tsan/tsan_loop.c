@@ -15,21 +15,12 @@
 
 #include "fault_server.h"
 
+#include "tsan_check.h"
+
 #define THREADS 6
 #define CALLS 30
 #define TOTAL (THREADS * CALLS)
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 /* One call and what its callback saw. */
 struct slot {
@@ -189,6 +180,5 @@ int main(void)
 
     ward_rclient_free(rc);
     fault_server_stop(fs);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return tsan_summary();
 }

@@ -17,22 +17,13 @@
 #include <ward/metrics.h>
 #include <ward/rclient.h>
 
+#include "tsan_check.h"
+
 #define THREADS 12
 #define CALLS 40
 #define MAX_CONNS 512
 #define SLOTS 3
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 /* A keep-alive HTTP/1.1 server for bodiless requests: one thread per connection, each
  * answer `status` with an empty body after `delay_us`. It counts requests and the most
@@ -308,6 +299,5 @@ int main(void)
     bulkhead_holds_under_blocking_calls(&srv, url);
     breaker_stops_and_recovers_under_blocking_calls(&srv, url);
     server_stop(&srv);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return tsan_summary();
 }

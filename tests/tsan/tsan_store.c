@@ -15,20 +15,11 @@
 
 #include "pg_harness.h"
 
+#include "tsan_check.h"
+
 #define THREADS 6
 #define EACH 30
 
-static int passed;
-static int failed;
-
-static void check(bool ok, const char *what)
-{
-    printf("%s - %s\n", ok ? "ok" : "FAIL", what);
-    if (ok)
-        passed++;
-    else
-        failed++;
-}
 
 static const struct ward_migration migrations[] = {
     {1, "CREATE TABLE counter (id INTEGER PRIMARY KEY, n BIGINT NOT NULL);"
@@ -134,6 +125,5 @@ int main(void)
     snprintf(url, sizeof url, "rm -rf '%s'", dir);
     if (system(url) != 0)
         return 1;
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return tsan_summary();
 }
