@@ -17,12 +17,14 @@ struct ward_service {
     struct ward_server *server;
     struct ward_store *store;
     struct ward_idem *idem;
+    const char *registry_url;
 };
 
 struct ward_server *ward_service_server(const struct ward_service *svc) { return svc->server; }
 struct ward_log *ward_service_log(const struct ward_service *svc) { return svc->log; }
 struct ward_metrics *ward_service_metrics(const struct ward_service *svc) { return svc->metrics; }
 struct ward_store *ward_service_store(const struct ward_service *svc) { return svc->store; }
+const char *ward_service_registry_url(const struct ward_service *svc) { return svc->registry_url; }
 struct ward_idem *ward_service_idem(const struct ward_service *svc) { return svc->idem; }
 
 /* The readiness check of the database: a round trip (and pending migrations). */
@@ -191,6 +193,7 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
             goto out;
         }
     }
+    svc.registry_url = rs.url != NULL && rs.url[0] != '\0' ? rs.url : NULL;
     err = def->setup != NULL ? def->setup(&svc, def->arg) : WARD_ERR_OK;
     if (err != WARD_ERR_OK) {
         WARD_ERROR(svc.log, NULL, "setup failed", WARD_S("error", ward_strerror(err)));

@@ -53,6 +53,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
 struct ward_server *ward_service_server(const struct ward_service *svc);
 struct ward_log *ward_service_log(const struct ward_service *svc);
 struct ward_metrics *ward_service_metrics(const struct ward_service *svc);
+/* The --registry URL (NULL when none was given): a service that calls others makes its
+ * own ward_registry from it to discover them. Valid until ward_service_main returns. */
+const char *ward_service_registry_url(const struct ward_service *svc);
 /* The service's database and idempotency store (NULL when it has none). */
 struct ward_store *ward_service_store(const struct ward_service *svc);
 struct ward_idem *ward_service_idem(const struct ward_service *svc);
