@@ -481,3 +481,69 @@ void ward_idem_claim_fini(struct ward_idem_claim *c)
     c->content_type = c->location = c->body = NULL;
     c->body_len = 0;
 }
+
+bool ward_idem_begin(struct ward_idem *im, struct ward_req *req, bool required,
+                     struct ward_idem_claim *c)
+{
+    size_t len = 0;
+    const char *body = ward_req_body(req, &len);
+    enum ward_err err = ward_idem_claim(im, ward_req_header(req, "Idempotency-Key"), required,
+                                        ward_req_method(req), ward_req_path(req), body, len,
+                                        ward_req_id(req), c);
+    if (err != WARD_ERR_OK) {
+        ward_store_respond_error(req, err);
+        return false;
+    }
+    if (c->verdict != WARD_IDEM_PROCEED) {
+        ward_idem_respond(req, c);
+        ward_idem_claim_fini(c);
+        return false;
+    }
+    return true;
+}
+
+/* Gives the key back, logging when it cannot (it then runs out with its lease). */
+static void release_or_log(struct ward_idem *im, struct ward_req *req,
+                           const struct ward_idem_claim *c)
+{
+    if (ward_idem_release(im, c) != WARD_ERR_OK)
+        WARD_WARN(ward_req_log(req), ward_req_log_ctx(req),
+                  "idempotency key not released; it frees itself after its lease",
+                  WARD_S("key", c->key));
+}
+
+void ward_idem_fail(struct ward_idem *im, struct ward_req *req, const struct ward_idem_claim *c,
+                    struct ward_problem *p)
+{
+    int status = p != NULL ? ward_problem_status(p) : 500;
+    json_t *doc = p != NULL ? ward_problem_to_json(p, ward_req_path(req), ward_req_id(req)) : NULL;
+    char *text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    ward_problem_free(p);
+    if (text == NULL) { /* no definite answer to keep: let a retry run anew */
+        release_or_log(im, req, c);
+        ward_req_respond_problem(req, NULL);
+        return;
+    }
+    if (ward_idem_finish(im, c, status, "application/problem+json", text, strlen(text)) !=
+        WARD_ERR_OK)
+        release_or_log(im, req, c);
+    ward_req_respond(req, status, "application/problem+json", text, strlen(text));
+    free(text);
+}
+
+void ward_idem_store_failed(struct ward_idem *im, struct ward_req *req,
+                            const struct ward_idem_claim *c, enum ward_err err)
+{
+    if (err == WARD_ERR_CONFLICT) {
+        if (ward_req_set_header(req, "Retry-After", "1") != WARD_ERR_OK) {
+            ward_req_respond_problem(req, NULL);
+            return;
+        }
+        ward_req_fail(req, WARD_PROBLEM_IDEMPOTENCY_IN_FLIGHT,
+                      "another request with this Idempotency-Key took over; retry");
+        return;
+    }
+    release_or_log(im, req, c);
+    ward_store_respond_error(req, err);
+}

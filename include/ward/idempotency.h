@@ -120,6 +120,27 @@ void ward_idem_respond(struct ward_req *req, const struct ward_idem_claim *c);
 
 void ward_idem_claim_fini(struct ward_idem_claim *c);
 
+/* --- the same for a handler, in three calls --- */
+
+/* Claims the request's Idempotency-Key header over its method, path and body. true: go on
+ * (c holds the claim; it may hold no key when not required). false: req is answered — a
+ * replay, a 400/409/422, or the store's 503 — and c is finished. */
+bool ward_idem_begin(struct ward_idem *im, struct ward_req *req, bool required,
+                     struct ward_idem_claim *c);
+
+/* Answers the definite problem p (taken) and stores it for the key, so that a retry gets
+ * the same answer; a key that cannot record it is released (a retry then computes the
+ * same answer anew). A NULL p answers a plain 500 and releases the key. */
+void ward_idem_fail(struct ward_idem *im, struct ward_req *req, const struct ward_idem_claim *c,
+                    struct ward_problem *p);
+
+/* Answers a store failure of the effect's transaction: CONFLICT (the key was taken over
+ * after our lease ran out) is 409 idempotency-in-flight with Retry-After; anything else
+ * releases the key (no answer was stored, a retry runs anew) and is
+ * ward_store_respond_error's 503/409/500. */
+void ward_idem_store_failed(struct ward_idem *im, struct ward_req *req,
+                            const struct ward_idem_claim *c, enum ward_err err);
+
 /* Deletes the keys whose TTL is over; *deleted (may be NULL) gets how many. */
 WARD_MUST_CHECK enum ward_err ward_idem_sweep(struct ward_idem *im, int64_t *deleted);
 

@@ -75,19 +75,8 @@ WARD_MUST_CHECK enum ward_err acct_post_entries(struct ward_tx *tx, const char *
                                                 const char *created_at, const char *request_id,
                                                 struct ward_problem **problem);
 
-/* Answers a definite 4xx found after an Idempotency-Key claim: stores it for the key
- * (so that a retry gets the same answer) and sends it. Takes p (NULL: 500). */
-void acct_answer_problem(struct ward_req *req, struct ward_idem *idem,
-                         const struct ward_idem_claim *c, struct ward_problem *p);
-
 /* Gives up a claimed key (ward_idem_release); a failure only leaves it to its lease. */
 void acct_release(struct ward_idem *idem, const struct ward_idem_claim *c);
-
-/* Answers a store failure after a PROCEED claim: releases the key (no definite answer:
- * a retry runs anew), then 409 idempotency-in-flight when the key was taken over (CONFLICT),
- * else ward_store_respond_error. */
-void acct_store_failed(struct ward_req *req, struct ward_idem *idem, const struct ward_idem_claim *c,
-                       enum ward_err err);
 
 /* Adds a validation error to *p (created as a 400 validation problem when NULL) for each
  * member of obj not named in allowed[0..n), at prefix + "/" + name. NOMEM. */

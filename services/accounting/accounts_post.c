@@ -85,19 +85,9 @@ void acct_accounts_post(struct ward_req *req, void *arg)
         goto out;
     }
 
-    size_t blen;
-    const char *raw = ward_req_body(req, &blen);
-    err = ward_idem_claim(ctx->idem, ward_req_header(req, "Idempotency-Key"), false, "POST",
-                          ward_req_path(req), raw, blen, ward_req_id(req), &claim);
-    if (err != WARD_ERR_OK) {
-        ward_store_respond_error(req, err);
+    if (!ward_idem_begin(ctx->idem, req, false, &claim))
         goto out;
-    }
     claimed = true;
-    if (claim.verdict != WARD_IDEM_PROCEED) {
-        ward_idem_respond(req, &claim);
-        goto out;
-    }
     if (ward_id_new("acct", id, sizeof id) != WARD_ERR_OK) {
         acct_release(ctx->idem, &claim);
         ward_req_fail(req, WARD_PROBLEM_INTERNAL, "no randomness for an id");
@@ -117,7 +107,7 @@ void acct_accounts_post(struct ward_req *req, void *arg)
     c.body = body;
     err = ward_store_tx(ctx->store, WARD_TX_WRITE, create_fn, &c);
     if (err != WARD_ERR_OK) {
-        acct_store_failed(req, ctx->idem, &claim, err);
+        ward_idem_store_failed(ctx->idem, req, &claim, err);
         goto out;
     }
     if (ward_req_set_header(req, "Location", location) != WARD_ERR_OK) {

@@ -156,19 +156,9 @@ void acct_transaction_reverse(struct ward_req *req, void *arg)
         ward_req_respond_problem(req, NULL);
         return;
     }
-    size_t blen;
-    const char *raw = ward_req_body(req, &blen);
-    enum ward_err err = ward_idem_claim(ctx->idem, ward_req_header(req, "Idempotency-Key"), false, "POST",
-                                        ward_req_path(req), raw, blen, ward_req_id(req), &claim);
-    if (err != WARD_ERR_OK) {
-        ward_store_respond_error(req, err);
+    if (!ward_idem_begin(ctx->idem, req, false, &claim))
         goto out;
-    }
     claimed = true;
-    if (claim.verdict != WARD_IDEM_PROCEED) {
-        ward_idem_respond(req, &claim);
-        goto out;
-    }
     bool ids = ward_id_new("txn", r->id, sizeof r->id) == WARD_ERR_OK;
     for (size_t i = 0; ids && i < ACCT_MAX_ENTRIES; i++)
         ids = ward_id_new("ent", r->entry_ids[i], sizeof r->entry_ids[i]) == WARD_ERR_OK;
@@ -183,14 +173,14 @@ void acct_transaction_reverse(struct ward_req *req, void *arg)
     r->request_id = ward_req_id(req);
     r->idem = ctx->idem;
     r->claim = &claim;
-    err = ward_store_tx(ctx->store, WARD_TX_WRITE, reverse_fn, r);
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, reverse_fn, r);
     if (err == WARD_ERR_INVAL && r->problem != NULL) {
-        acct_answer_problem(req, ctx->idem, &claim, r->problem);
+        ward_idem_fail(ctx->idem, req, &claim, r->problem);
         r->problem = NULL;
         goto out;
     }
     if (err != WARD_ERR_OK) {
-        acct_store_failed(req, ctx->idem, &claim, err);
+        ward_idem_store_failed(ctx->idem, req, &claim, err);
         goto out;
     }
     if (ward_req_set_header(req, "Location", r->location) != WARD_ERR_OK) {

@@ -262,19 +262,9 @@ void acct_transactions_post(struct ward_req *req, void *arg)
         goto out;
     }
 
-    size_t blen;
-    const char *raw = ward_req_body(req, &blen);
-    enum ward_err err = ward_idem_claim(ctx->idem, ward_req_header(req, "Idempotency-Key"), true, "POST",
-                                        ward_req_path(req), raw, blen, ward_req_id(req), &claim);
-    if (err != WARD_ERR_OK) {
-        ward_store_respond_error(req, err);
+    if (!ward_idem_begin(ctx->idem, req, true, &claim))
         goto out;
-    }
     claimed = true;
-    if (claim.verdict != WARD_IDEM_PROCEED) {
-        ward_idem_respond(req, &claim);
-        goto out;
-    }
     bool ids = ward_id_new("txn", r->id, sizeof r->id) == WARD_ERR_OK;
     for (size_t i = 0; ids && i < r->n; i++)
         ids = ward_id_new("ent", r->entries[i].id, sizeof r->entries[i].id) == WARD_ERR_OK;
@@ -295,14 +285,14 @@ void acct_transactions_post(struct ward_req *req, void *arg)
         goto out;
     }
     r->body = body;
-    err = ward_store_tx(ctx->store, WARD_TX_WRITE, post_fn, r);
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, post_fn, r);
     if (err == WARD_ERR_INVAL && r->problem != NULL) {
-        acct_answer_problem(req, ctx->idem, &claim, r->problem);
+        ward_idem_fail(ctx->idem, req, &claim, r->problem);
         r->problem = NULL;
         goto out;
     }
     if (err != WARD_ERR_OK) {
-        acct_store_failed(req, ctx->idem, &claim, err);
+        ward_idem_store_failed(ctx->idem, req, &claim, err);
         goto out;
     }
     if (ward_req_set_header(req, "Location", r->location) != WARD_ERR_OK) {

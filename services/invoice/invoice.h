@@ -39,18 +39,6 @@ json_t *inv_row_json(const struct ward_rows *r, int64_t *seq);
  * error, or NOMEM. */
 WARD_MUST_CHECK enum ward_err inv_load(struct ward_tx *tx, const char *id, json_t **out);
 
-/* Answers req with a problem of type and detail and, when claim holds a key, records that
- * answer for the key (ward_idem_finish) so that a retry gets it again. */
-void inv_answer_problem(struct ward_req *req, struct ward_idem *im,
-                        const struct ward_idem_claim *claim, enum ward_problem_type type,
-                        const char *detail);
-
-/* Answers req for a failed transaction that ran under claim: a key another request took
- * over (CONFLICT) is 409 idempotency-in-flight; otherwise the key is released (a retry
- * runs anew) and the store's error answered (503 with Retry-After when it is down). */
-void inv_answer_store_error(struct ward_req *req, struct ward_idem *im,
-                            const struct ward_idem_claim *claim, enum ward_err err);
-
 /* A state change of an open invoice (pay, void). */
 struct inv_transition {
     const char *id;

@@ -91,22 +91,12 @@ void inv_invoices_post(struct ward_req *req, void *arg)
         goto out;
     }
 
-    size_t body_len = 0;
-    const char *body = ward_req_body(req, &body_len);
-    enum ward_err err = ward_idem_claim(im, ward_req_header(req, "Idempotency-Key"), true, "POST",
-                                        ward_req_path(req), body, body_len, c.request_id, &claim);
-    if (err != WARD_ERR_OK) {
-        ward_store_respond_error(req, err);
+    if (!ward_idem_begin(im, req, true, &claim))
         goto out;
-    }
-    if (claim.verdict != WARD_IDEM_PROCEED) {
-        ward_idem_respond(req, &claim);
-        goto out;
-    }
 
     char id[WARD_ID_MAX], created_at[WARD_RFC3339_SIZE], location[16 + WARD_ID_MAX];
     if (ward_id_new(INV_ID_PREFIX, id, sizeof id) != WARD_ERR_OK) {
-        inv_answer_store_error(req, im, &claim, WARD_ERR_SYSTEM);
+        ward_idem_store_failed(im, req, &claim, WARD_ERR_SYSTEM);
         goto out;
     }
     ward_clock_rfc3339(ward_clock_wall(), created_at, sizeof created_at);
@@ -114,9 +104,9 @@ void inv_invoices_post(struct ward_req *req, void *arg)
     c.id = id;
     c.created_at = created_at;
     c.location = location;
-    err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, create_fn, &c);
+    enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, create_fn, &c);
     if (err != WARD_ERR_OK) {
-        inv_answer_store_error(req, im, &claim, err);
+        ward_idem_store_failed(im, req, &claim, err);
         goto out;
     }
     if (ward_req_set_header(req, "Location", location) != WARD_ERR_OK) {

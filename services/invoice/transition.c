@@ -59,22 +59,11 @@ void inv_transition_run(struct ward_req *req, struct ward_service *svc,
     struct ward_idem *im = ward_service_idem(svc);
     struct ward_idem_claim claim = {0};
     struct run r = {.t = t, .im = im, .claim = &claim};
-    size_t body_len = 0;
-    const char *body = ward_req_body(req, &body_len);
-    enum ward_err err = ward_idem_claim(im, ward_req_header(req, "Idempotency-Key"), false, "POST",
-                                        ward_req_path(req), body, body_len, ward_req_id(req),
-                                        &claim);
-    if (err != WARD_ERR_OK) {
-        ward_store_respond_error(req, err);
+    if (!ward_idem_begin(im, req, false, &claim))
         goto out;
-    }
-    if (claim.verdict != WARD_IDEM_PROCEED) {
-        ward_idem_respond(req, &claim);
-        goto out;
-    }
-    err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, run_fn, &r);
+    enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, run_fn, &r);
     if (err != WARD_ERR_OK) {
-        inv_answer_store_error(req, im, &claim, err);
+        ward_idem_store_failed(im, req, &claim, err);
         goto out;
     }
     switch (r.status) {
@@ -82,10 +71,10 @@ void inv_transition_run(struct ward_req *req, struct ward_service *svc,
         ward_req_respond(req, 200, "application/json", r.body, strlen(r.body));
         break;
     case 404:
-        inv_answer_problem(req, im, &claim, WARD_PROBLEM_NOT_FOUND, "no such invoice");
+        ward_idem_fail(im, req, &claim, ward_problem_new(WARD_PROBLEM_NOT_FOUND, "%s", "no such invoice"));
         break;
     default:
-        inv_answer_problem(req, im, &claim, WARD_PROBLEM_CONFLICT, r.clash);
+        ward_idem_fail(im, req, &claim, ward_problem_new(WARD_PROBLEM_CONFLICT, "%s", r.clash));
         break;
     }
 out:
