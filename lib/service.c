@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <ward/clock.h>
+#include <ward/fault.h>
 #include <ward/service.h>
 
 #include "selfreg.h"
@@ -202,6 +203,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     set_up = true;
     if (ward_server_start(svc.server) != WARD_ERR_OK)
         goto out;
+    if (ward_fault_armed())
+        WARD_WARN(svc.log, NULL, "test faults armed (WARD_FAULTS): not for production",
+                  WARD_S("faults", getenv("WARD_FAULTS")));
     WARD_INFO(svc.log, NULL, "listening", WARD_S("listen", cfg.listen),
               WARD_I("port", ward_server_port(svc.server)), WARD_S("version", def->version));
     rs.log = svc.log;

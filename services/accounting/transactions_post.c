@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <ward/clock.h>
+#include <ward/fault.h>
 #include <ward/id.h>
 
 #include "accounting.h"
@@ -295,6 +296,8 @@ void acct_transactions_post(struct ward_req *req, void *arg)
         ward_idem_store_failed(ctx->idem, req, &claim, err);
         goto out;
     }
+    /* crash tests: committed, answer late or never (an ambiguous outcome for the caller) */
+    ward_fault("accounting.transaction.committed");
     if (ward_req_set_header(req, "Location", r->location) != WARD_ERR_OK) {
         ward_req_respond_problem(req, NULL);
         goto out;

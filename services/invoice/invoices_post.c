@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include <ward/clock.h>
+#include <ward/fault.h>
 #include <ward/fields.h>
 #include <ward/id.h>
 #include <ward/money.h>
@@ -109,6 +110,7 @@ void inv_invoices_post(struct ward_req *req, void *arg)
         ward_idem_store_failed(im, req, &claim, err);
         goto out;
     }
+    ward_fault("invoice.created"); /* crash tests: committed, the answer not yet sent */
     if (ward_req_set_header(req, "Location", location) != WARD_ERR_OK) {
         ward_req_respond_problem(req, NULL);
         goto out;
