@@ -189,6 +189,7 @@ enum ward_err ward_rclient_call(struct ward_rclient *rc, const struct ward_http_
             step = ward__rcall_outcome(&q, err, res, &wait);
         }
     }
+    res->sent = q.sent_any;
     return ward__rcall_finish(&q);
 }
 

@@ -25,6 +25,7 @@ static void finish(struct acall *a)
 {
     enum ward_err err = ward__rcall_finish(&a->q);
 
+    a->res.sent = a->q.sent_any;
     a->cb(err, &a->res, a->arg);
     ward__call_copy_free(&a->cc);
     free(a);

@@ -81,6 +81,7 @@ struct ward__rcall {
     int64_t deadline;                  /* the call's, on rc's clock */
     int64_t attempt_deadline;          /* the attempt in flight's */
     bool has_key;                      /* the request carries an Idempotency-Key */
+    bool sent_any;                     /* some attempt may have reached the dependency */
     bool holds_slot;                   /* a bulkhead slot to give back */
     bool holds_ticket;                 /* a breaker outcome still owed */
     struct ward_breaker_ticket ticket;

@@ -288,6 +288,7 @@ enum ward__rstep ward__rcall_outcome(struct ward__rcall *q, enum ward_err err,
         else
             q->avoid[0] = '\0';
     }
+    q->sent_any = q->sent_any || res->sent;
     q->err = err;
     if (err == WARD_ERR_OK && res->status >= 400)
         q->err = WARD_ERR_HTTP_STATUS;

@@ -33,6 +33,9 @@ services+=($!)
 services+=($!)
 "$BIN/accounting-service" --registry "$REGISTRY_URL" --db "sqlite://$DATA/accounting-service.db" &
 services+=($!)
+# payment-service calls the two above by name through the registry, so it comes after them.
+"$BIN/payment-service" --registry "$REGISTRY_URL" --db "sqlite://$DATA/payment-service.db" &
+services+=($!)
 
 # Ctrl-C already went to every service; a second signal would make them exit at once.
 trap ':' INT

@@ -142,7 +142,9 @@ void ward_rclient_free(struct ward_rclient *rc);
  *                     ward_httpc_do refuses; NOMEM.
  * Whatever it returns, *res holds the last attempt's result as ward_httpc_do left it (a
  * breaker refusal or a budget stop leaves the previous attempt's; status 0 and body NULL
- * when no response arrived or no attempt was made) and must be released with
+ * when no response arrived or no attempt was made), except res->sent, which is true when
+ * ANY attempt of the call may have reached the dependency (so a final CONNECT after an
+ * earlier timeout is not mistaken for "never sent"), and must be released with
  * ward_http_result_fini. Thread-safe: any number of threads may call one rc. Blocks for
  * the attempts and the waits. */
 WARD_MUST_CHECK enum ward_err ward_rclient_call(struct ward_rclient *rc,

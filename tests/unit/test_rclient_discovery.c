@@ -200,6 +200,36 @@ Test(rclient_discovery, a_retry_goes_to_another_instance_than_the_one_that_faile
     cr_assert_eq(st.ejections, 0);
 }
 
+/* res.sent covers every attempt of the call: a 503 from one instance and then a refused
+ * connection at the other is CONNECT, but the request did reach a service, and a caller
+ * deciding whether a POST certainly never arrived must be told so. */
+Test(rclient_discovery, sent_says_whether_any_attempt_may_have_arrived)
+{
+    struct ward_rclient_settings s;
+    /* round robin over three with two attempts a call: each call starts one further on,
+     * so one call in three goes 503 → refused */
+    uint16_t ports[3] = {fault_server_port(fs[0]), dead_port(), fault_server_port(fs[1])};
+    int connects = 0;
+
+    registry_of(ports, 3);
+    base(&s);
+    s.discovery.balancer.consecutive_failures = 0; /* never eject: all stay in turn */
+    s.retry.policy.max_attempts = 2;
+    s.breaker.enable = false;
+    start(&s);
+    for (int i = 0; i < 2; i++)
+        fault_server_set(fs[i], &(struct fault_mode){.kind = FAULT_STATUS, .status = 503});
+    for (int i = 0; i < 9; i++) {
+        enum ward_err err = get();
+        cr_assert(err == WARD_ERR_CONNECT || err == WARD_ERR_HTTP_STATUS, "call %d: %s", i,
+                  ward_strerror(err));
+        cr_assert(res.sent, "call %d: a 503 attempt was sent", i);
+        connects += err == WARD_ERR_CONNECT;
+    }
+    cr_assert_eq(connects, 3, "the calls that ended at the dead instance");
+    cr_assert_eq(fault_server_count(fs[0]) + fault_server_count(fs[1]), 12);
+}
+
 Test(rclient_discovery, a_failing_instance_is_ejected_and_no_call_fails)
 {
     struct ward_rclient_settings s;

@@ -1,0 +1,160 @@
+/* payments_post.c — POST /payments: records a pending payment under a required
+ * Idempotency-Key and hands it to the workers; the request waits for the saga until its
+ * deadline (minus a margin): 201 when the payment ended, else 202 while it goes on. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ward/fields.h>
+#include <ward/money.h>
+
+#include "pay.h"
+
+struct create {
+    /* in */
+    struct pay_ctx *ctx;
+    const struct ward_idem_claim *claim;
+    const char *id, *customer_id, *description, *request_id, *location;
+    int64_t amount;
+    const struct ward_currency *currency;
+};
+
+/* Owned by this instance from the start, with a lease: recovery leaves it alone while
+ * the workers here drive it. */
+static struct ward_query q_insert = WARD_QUERY(
+    "INSERT INTO payments (id, customer_id, amount, currency, description, status, step,"
+    " created_at, created_request_id, owner, lease_until, attempts, next_attempt_at)"
+    " VALUES ($1, $2, $3, $4, $5, 'pending', 'invoice', $6, $7, $8, $9, 0, $10)");
+
+static enum ward_err create_fn(struct ward_tx *tx, void *arg)
+{
+    struct create *c = arg;
+    char now[WARD_RFC3339_SIZE], body[64 + WARD_ID_MAX];
+    int64_t now_ms = pay_now_ms();
+    pay_now_text(now);
+    const struct ward_param p[] = {
+        WARD_P_TEXT(c->id),          WARD_P_TEXT(c->customer_id),
+        WARD_P_INT(c->amount),       WARD_P_TEXT(c->currency->code),
+        WARD_P_TEXT(c->description), WARD_P_TEXT(now),
+        WARD_P_TEXT(c->request_id),  WARD_P_TEXT(c->ctx->owner),
+        WARD_P_INT(now_ms + c->ctx->lease / WARD_NS_PER_MS), WARD_P_INT(now_ms),
+    };
+    enum ward_err err = ward_tx_exec(tx, &q_insert, p, sizeof p / sizeof p[0], NULL);
+    if (err != WARD_ERR_OK)
+        return err;
+    /* the key's record names the payment only: a replay answers its state then */
+    int len = snprintf(body, sizeof body, "{\"payment_id\":\"%s\"}", c->id);
+    return ward_idem_complete(tx, c->ctx->idem, c->claim, 202, "application/json", c->location,
+                              body, (size_t)len);
+}
+
+static void bad_amount(struct ward_req *req)
+{
+    struct ward_problem *p = ward_problem_new(WARD_PROBLEM_VALIDATION, "a payment is for more than nothing");
+    if (p != NULL && ward_problem_add_error(p, "/amount", "must be greater than zero") != WARD_ERR_OK) {
+        ward_problem_free(p);
+        p = NULL;
+    }
+    ward_req_respond_problem(req, p);
+}
+
+/* A replay answers the payment the key created, as it is now. */
+static void replay(struct pay_ctx *ctx, struct ward_req *req, const struct ward_idem_claim *claim)
+{
+    json_t *doc = claim->body != NULL ? json_loadb(claim->body, claim->body_len, 0, NULL) : NULL;
+    const char *id = json_string_value(json_object_get(doc, "payment_id"));
+    if (id != NULL && ward_id_valid(PAY_ID_PREFIX, id))
+        pay_answer(ctx, req, id, true);
+    else
+        ward_idem_respond(req, claim); /* not a record of ours: as it was stored */
+    json_decref(doc);
+}
+
+static void store_failed(struct ward_req *req, struct pay_ctx *ctx,
+                         const struct ward_idem_claim *claim, enum ward_err err)
+{
+    if (err == WARD_ERR_CONFLICT) { /* another request took the key over */
+        if (ward_req_set_header(req, "Retry-After", "1") != WARD_ERR_OK) {
+            ward_req_respond_problem(req, NULL);
+            return;
+        }
+        ward_req_fail(req, WARD_PROBLEM_IDEMPOTENCY_IN_FLIGHT,
+                      "another request took over this Idempotency-Key");
+        return;
+    }
+    if (ward_idem_release(ctx->idem, claim) != WARD_ERR_OK)
+        WARD_WARN(ward_req_log(req), ward_req_log_ctx(req), "idempotency key not released",
+                  WARD_S("key", claim->key));
+    ward_store_respond_error(req, err);
+}
+
+void pay_payments_post(struct ward_req *req, void *arg)
+{
+    struct pay_ctx *ctx = arg;
+    struct ward_idem_claim claim = {0};
+    json_t *root = NULL;
+    struct create c = {.ctx = ctx, .claim = &claim, .description = "",
+                       .request_id = ward_req_id(req)};
+
+    /* the missing key first: it is the client's to fix whatever the body says */
+    if (ward_req_header(req, "Idempotency-Key") == NULL) {
+        claim.verdict = WARD_IDEM_MISSING;
+        ward_idem_respond(req, &claim);
+        return;
+    }
+    const struct ward_field fields[] = {
+        {.name = "customer_id", .type = WARD_FIELD_STRING, .required = true,
+         .dest = &c.customer_id, .max_len = PAY_REF_MAX},
+        {.name = "currency", .type = WARD_FIELD_CURRENCY, .required = true, .dest = &c.currency},
+        {.name = "amount", .type = WARD_FIELD_AMOUNT, .required = true, .dest = &c.amount,
+         .currency = &c.currency},
+        {.name = "description", .type = WARD_FIELD_STRING, .dest = &c.description,
+         .max_len = PAY_TEXT_MAX, .allow_empty = true},
+    };
+    if (!ward_req_fields(req, fields, sizeof fields / sizeof fields[0], &root))
+        return;
+    if (c.amount == 0) {
+        bad_amount(req);
+        goto out;
+    }
+
+    size_t body_len = 0;
+    const char *body = ward_req_body(req, &body_len);
+    enum ward_err err = ward_idem_claim(ctx->idem, ward_req_header(req, "Idempotency-Key"), true,
+                                        "POST", ward_req_path(req), body, body_len,
+                                        c.request_id, &claim);
+    if (err != WARD_ERR_OK) {
+        ward_store_respond_error(req, err);
+        goto out;
+    }
+    if (claim.verdict == WARD_IDEM_REPLAY) {
+        replay(ctx, req, &claim);
+        goto out;
+    }
+    if (claim.verdict != WARD_IDEM_PROCEED) {
+        ward_idem_respond(req, &claim);
+        goto out;
+    }
+
+    char id[WARD_ID_MAX], location[16 + WARD_ID_MAX];
+    if (ward_id_new(PAY_ID_PREFIX, id, sizeof id) != WARD_ERR_OK) {
+        store_failed(req, ctx, &claim, WARD_ERR_SYSTEM);
+        goto out;
+    }
+    snprintf(location, sizeof location, "/payments/%s", id);
+    c.id = id;
+    c.location = location;
+    err = ward_store_tx(ctx->store, WARD_TX_WRITE, create_fn, &c);
+    if (err != WARD_ERR_OK) {
+        store_failed(req, ctx, &claim, err);
+        goto out;
+    }
+    /* suspended before another thread may answer it; the waiter is registered before
+     * the saga can end, so its end is never missed */
+    ward_req_suspend(req);
+    pay_waiters_add(ctx, req, id);
+    pay_workers_submit(ctx, id);
+out:
+    json_decref(root);
+    ward_idem_claim_fini(&claim);
+}
