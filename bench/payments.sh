@@ -81,5 +81,10 @@ done
 end=$(date +%s.%N)
 echo "pending $pending, completed $completed, failed $failed"
 grep -E "Latency|Requests/sec|Non-2xx" "$WORK/wrk.txt" || true
+# where the database pushed back: transactions run again (busy, serialization failures)
+for p in "invoice $PI" "accounting $PA" "payment $PP"; do
+  set -- $p
+  echo "$1: $(curl -s "http://127.0.0.1:$2/metrics" | grep -E '^ward_store_(retries|transactions)_total' | tr '\n' ' ')"
+done
 awk -v c="$completed" -v s="$start" -v e="$end" -v m="$MODE" \
   'BEGIN { printf "%s: %d completed payments in %.1f s = %.0f payments/s\n", m, c, e - s, c / (e - s) }'
