@@ -52,7 +52,8 @@ static char *default_db(const char *name)
 }
 
 /* Opens the service's database and idempotency store, adds the readiness check. */
-static enum ward_err open_database(struct ward_service *svc, const char *url, int64_t idem_ttl)
+static enum ward_err open_database(struct ward_service *svc, const char *url, int64_t idem_ttl,
+                                   int64_t idem_lease)
 {
     const struct ward_service_def *def = svc->def;
     struct ward_store_settings ss;
@@ -75,6 +76,7 @@ static enum ward_err open_database(struct ward_service *svc, const char *url, in
         ward_idem_settings_default(&is);
         is.scope = def->name;
         is.ttl = idem_ttl;
+        is.lease = idem_lease;
         is.log = svc->log;
         err = ward_idem_new(svc->store, &is, &svc->idem);
     }
@@ -123,6 +125,7 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     const char *db_url = NULL;
     char *db_default = NULL;
     int64_t idem_ttl = 24 * 3600 * WARD_NS_PER_S;
+    int64_t idem_lease = 60 * WARD_NS_PER_S;
     const struct ward_opt common[] = {
         {"listen", "WARD_LISTEN", WARD_OPT_STRING, &cfg.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
         {"log-level", "WARD_LOG_LEVEL", WARD_OPT_LOG_LEVEL, &level, "debug, info, warn, error or off", 0, 0},
@@ -142,8 +145,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     const struct ward_opt db_opts[] = {
         {"db", "WARD_DB", WARD_OPT_STRING, &db_url, "database: sqlite:///abs/path.db or postgresql://... (default sqlite://<cwd>/<name>.db)", 0, 0},
         {"idempotency-ttl", "WARD_IDEMPOTENCY_TTL", WARD_OPT_DURATION, &idem_ttl, "how long Idempotency-Key answers are kept", WARD_NS_PER_S, 365 * 24 * 3600 * WARD_NS_PER_S},
+        {"idempotency-lease", "WARD_IDEMPOTENCY_LEASE", WARD_OPT_DURATION, &idem_lease, "how long a running request holds its Idempotency-Key (409 to others; freed after this if it crashed)", 100 * WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
     };
-    size_t ndb = def->migrations == NULL ? 0 : def->idempotency ? 2 : 1;
+    size_t ndb = def->migrations == NULL ? 0 : def->idempotency ? 3 : 1;
     size_t ncommon = sizeof common / sizeof common[0];
     size_t nopts = ncommon + ndb + def->nopts;
     opts = calloc(nopts, sizeof *opts);
@@ -188,7 +192,7 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
             WARD_ERROR(svc.log, NULL, "cannot name the default database");
             goto out;
         }
-        err = open_database(&svc, db_url, idem_ttl);
+        err = open_database(&svc, db_url, idem_ttl, idem_lease);
         if (err != WARD_ERR_OK) {
             rc = err == WARD_ERR_INVAL ? 2 : 1;
             goto out;

@@ -16,6 +16,7 @@ static enum ward_err client(struct pay_ctx *ctx, const char *name, bool limiter,
     s.call_timeout_ns = ctx->step_timeout;
     s.discovery.registry = ctx->registry;
     s.breaker.enable = !limiter;
+    s.breaker.settings.timeout_ns = ctx->breaker_timeout;
     if (limiter) {
         s.limiter.enable = true;
         s.limiter.wait = true;

@@ -15,6 +15,7 @@ static struct pay_ctx ctx = {
     .recovery_interval = 2 * WARD_NS_PER_S,
     .lease = 10 * WARD_NS_PER_S,
     .retry_max = 30 * WARD_NS_PER_S,
+    .breaker_timeout = 60 * WARD_NS_PER_S,
     .invoice_addr = "127.0.0.1:8082",
     .accounting_addr = "127.0.0.1:8083",
 };
@@ -28,6 +29,7 @@ static const struct ward_opt opts[] = {
     {"step-timeout", "WARD_STEP_TIMEOUT", WARD_OPT_DURATION, &ctx.step_timeout, "deadline of one step's call, retries included", WARD_NS_PER_MS, 600 * WARD_NS_PER_S},
     {"recovery-interval", "WARD_RECOVERY_INTERVAL", WARD_OPT_DURATION, &ctx.recovery_interval, "how often pending payments whose lease ran out are claimed", 10 * WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
     {"lease", "WARD_LEASE", WARD_OPT_DURATION, &ctx.lease, "how long an instance owns a payment without renewing it (longer than --step-timeout)", 100 * WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
+    {"breaker-timeout", "WARD_BREAKER_TIMEOUT", WARD_OPT_DURATION, &ctx.breaker_timeout, "how long invoice-service's circuit breaker stays open before a probe", 10 * WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
     {"retry-max", "WARD_RETRY_MAX", WARD_OPT_DURATION, &ctx.retry_max, "longest wait before a step is tried again after an ambiguous outcome", 250 * WARD_NS_PER_MS, 3600 * WARD_NS_PER_S},
 };
 

@@ -190,6 +190,7 @@ struct pay_ctx {
     /* flags */
     int64_t workers, ledger_rate, ledger_burst;
     int64_t step_timeout, recovery_interval, lease, retry_max;
+    int64_t breaker_timeout; /* how long invoice-service's breaker stays open */
     const char *invoice_addr, *accounting_addr;
     /* parts */
     struct ward_registry *registry;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ward/fault.h>
 #include <ward/fields.h>
 #include <ward/money.h>
 
@@ -149,6 +150,7 @@ void pay_payments_post(struct ward_req *req, void *arg)
         store_failed(req, ctx, &claim, err);
         goto out;
     }
+    ward_fault("payment.accepted"); /* crash tests: recorded, not yet queued nor answered */
     /* suspended before another thread may answer it; the waiter is registered before
      * the saga can end, so its end is never missed */
     ward_req_suspend(req);

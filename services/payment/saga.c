@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <ward/fault.h>
 #include <ward/money.h>
 
 #include "pay.h"
@@ -230,12 +231,19 @@ static bool run_step(struct pay_ctx *ctx, const struct pay_row *row, bool *termi
     snprintf(key, sizeof key, "%s:%s", row->id, row->step);
     const char *rid = row->created_request_id[0] != '\0' ? row->created_request_id : NULL;
     struct pay_outcome o;
+    /* crash tests: "payment.<step>.before_call" (started logged, nothing sent) and
+     * "payment.<step>.after_call" (the call answered, its outcome not recorded) */
+    char point[32 + sizeof row->step];
+    snprintf(point, sizeof point, "payment.%s.before_call", row->step);
+    ward_fault(point);
     if (strcmp(row->step, "invoice") == 0)
         step_invoice(ctx, row, rid, key, &o);
     else if (strcmp(row->step, "ledger") == 0)
         step_ledger(ctx, row, rid, key, &o);
     else
         step_invoice_action(ctx, row, rid, key, row->step, &o);
+    snprintf(point, sizeof point, "payment.%s.after_call", row->step);
+    ward_fault(point);
 
     struct finish f = {.ctx = ctx, .row = row, .o = &o, .maybe_sent = row->sent || row->calling};
     decide(&f);
