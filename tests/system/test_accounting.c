@@ -17,7 +17,7 @@
 #include <ward/store.h>
 
 #include "harness.h"
-#include "pg_harness.h"
+#include "db_harness.h"
 
 static struct pg_server *pg;
 static char tmpdir[64];
@@ -42,14 +42,7 @@ static void teardown(void)
     int sb = b != NULL ? h_stop(b, 10000) : 0;
     h_free(a);
     h_free(b);
-    pg_stop(pg);
-    pg = NULL;
-    if (tmpdir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        cr_assert_eq(system(cmd), 0);
-        tmpdir[0] = '\0';
-    }
+    cr_assert(h_db_cleanup(&pg, tmpdir));
     cr_assert_eq(sa, 0, "accounting-service exited with %d", sa);
     cr_assert_eq(sb, 0, "accounting-service (second) exited with %d", sb);
 }
@@ -66,17 +59,13 @@ static struct h_proc *start_service(void)
 
 static void use_sqlite(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ward-acct-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-    snprintf(db, sizeof db, "sqlite://%s/x.db", tmpdir);
+    cr_assert(h_db_sqlite(tmpdir, sizeof tmpdir, db, sizeof db, "acct", "x.db"));
     svc = start_service();
 }
 
 static void use_pg(void)
 {
-    pg = pg_start();
-    cr_assert_not_null(pg, "PostgreSQL did not start");
-    snprintf(db, sizeof db, "%s", pg_url(pg));
+    cr_assert(h_db_pg(&pg, db, sizeof db), "PostgreSQL did not start");
     svc = start_service();
 }
 

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "pg_harness.h"
+#include "db_harness.h"
 
 static struct h_proc *svc;
 static struct pg_server *pg;
@@ -26,14 +26,7 @@ static void teardown(void)
         svc = NULL;
         cr_expect_eq(st, 0, "invoice-service exited with %d (a sanitizer report or a failed drain)", st);
     }
-    pg_stop(pg);
-    pg = NULL;
-    if (tmpdir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        cr_expect_eq(system(cmd), 0);
-        tmpdir[0] = '\0';
-    }
+    cr_expect(h_db_cleanup(&pg, tmpdir));
 }
 
 TestSuite(invoice_sqlite, .fini = teardown, .timeout = 90);
@@ -48,17 +41,13 @@ static void start_service(void)
 
 static void use_sqlite(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ward-invoice-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-    snprintf(url, sizeof url, "sqlite://%s/x.db", tmpdir);
+    cr_assert(h_db_sqlite(tmpdir, sizeof tmpdir, url, sizeof url, "invoice", "x.db"));
     start_service();
 }
 
 static void use_pg(void)
 {
-    pg = pg_start();
-    cr_assert_not_null(pg, "PostgreSQL did not start");
-    snprintf(url, sizeof url, "%s", pg_url(pg));
+    cr_assert(h_db_pg(&pg, url, sizeof url), "PostgreSQL did not start");
     start_service();
 }
 

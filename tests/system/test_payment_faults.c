@@ -25,7 +25,7 @@
 #include <ward/fault.h>
 
 #include "harness.h"
-#include "pg_harness.h"
+#include "db_harness.h"
 
 static struct h_proc *inv, *ledger_svc, *pays[2];
 static uint16_t inv_port, acct_port; /* kept across restarts: payment-service calls them */
@@ -49,38 +49,23 @@ static void teardown(void)
     stop(&pays[1], "payment-service (2)");
     stop(&inv, "invoice-service");
     stop(&ledger_svc, "accounting-service");
-    pg_stop(pg);
-    pg = NULL;
     inv_port = acct_port = 0;
-    if (tmpdir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        cr_expect_eq(system(cmd), 0);
-        tmpdir[0] = '\0';
-    }
+    cr_expect(h_db_cleanup(&pg, tmpdir));
 }
 
 TestSuite(payment_faults_sqlite, .fini = teardown, .timeout = 120);
 TestSuite(payment_faults_pg, .fini = teardown, .timeout = 150);
 
-static void make_tmpdir(void)
-{
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ward-payfault-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-}
-
+/* The payment database on either backend; the other services' files go in tmpdir. */
 static void use_sqlite(void)
 {
-    make_tmpdir();
-    snprintf(db, sizeof db, "sqlite://%s/payment.db", tmpdir);
+    cr_assert(h_db_sqlite(tmpdir, sizeof tmpdir, db, sizeof db, "payfault", "payment.db"));
 }
 
 static void use_pg(void)
 {
-    make_tmpdir();
-    pg = pg_start();
-    cr_assert_not_null(pg, "PostgreSQL did not start");
-    snprintf(db, sizeof db, "%s", pg_url(pg));
+    cr_assert(h_db_dir(tmpdir, sizeof tmpdir, "payfault"));
+    cr_assert(h_db_pg(&pg, db, sizeof db), "PostgreSQL did not start");
 }
 
 #define BOTH(name)                                                                        \

@@ -15,7 +15,7 @@
 #include <ward/idempotency.h>
 #include <ward/store.h>
 
-#include "pg_harness.h"
+#include "db_harness.h"
 
 #define S WARD_NS_PER_S
 #define T0 (1700000000 * S) /* the fake wall clock's start: unix time in ns */
@@ -35,14 +35,7 @@ static void teardown(void)
     st = NULL;
     ward_clock_free(wall);
     wall = NULL;
-    pg_stop(pg);
-    pg = NULL;
-    if (tmpdir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        cr_assert_eq(system(cmd), 0);
-        tmpdir[0] = '\0';
-    }
+    cr_assert(h_db_cleanup(&pg, tmpdir));
 }
 
 TestSuite(idem_sqlite, .fini = teardown, .timeout = 60);
@@ -74,17 +67,13 @@ static void start(void)
 
 static void use_sqlite(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ward-idem-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-    snprintf(url, sizeof url, "sqlite://%s/test.db", tmpdir);
+    cr_assert(h_db_sqlite(tmpdir, sizeof tmpdir, url, sizeof url, "idem", "test.db"));
     start();
 }
 
 static void use_pg(void)
 {
-    pg = pg_start();
-    cr_assert_not_null(pg, "PostgreSQL did not start");
-    snprintf(url, sizeof url, "%s", pg_url(pg));
+    cr_assert(h_db_pg(&pg, url, sizeof url), "PostgreSQL did not start");
     start();
 }
 

@@ -16,7 +16,7 @@
 #include <ward/metrics.h>
 #include <ward/store.h>
 
-#include "pg_harness.h"
+#include "db_harness.h"
 
 #define MS INT64_C(1000000)
 
@@ -30,14 +30,7 @@ static void teardown(void)
 {
     ward_store_close(st);
     st = NULL;
-    pg_stop(pg);
-    pg = NULL;
-    if (tmpdir[0] != '\0') {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-        cr_assert_eq(system(cmd), 0);
-        tmpdir[0] = '\0';
-    }
+    cr_assert(h_db_cleanup(&pg, tmpdir));
 }
 
 TestSuite(store_sqlite, .fini = teardown, .timeout = 60);
@@ -46,17 +39,13 @@ TestSuite(store_pg, .fini = teardown, .timeout = 90);
 static void use_sqlite(void)
 {
     on_pg = false;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/ward-store-XXXXXX");
-    cr_assert_not_null(mkdtemp(tmpdir));
-    snprintf(url, sizeof url, "sqlite://%s/test.db", tmpdir);
+    cr_assert(h_db_sqlite(tmpdir, sizeof tmpdir, url, sizeof url, "store", "test.db"));
 }
 
 static void use_pg(void)
 {
     on_pg = true;
-    pg = pg_start();
-    cr_assert_not_null(pg, "PostgreSQL did not start");
-    snprintf(url, sizeof url, "%s", pg_url(pg));
+    cr_assert(h_db_pg(&pg, url, sizeof url), "PostgreSQL did not start");
 }
 
 /* Every test runs on both backends. */
