@@ -45,12 +45,12 @@ else
   DB() { echo "sqlite://$WORK/$1.db"; }
 fi
 
-common=(--no-access-log --log-level warn)
+common=(--no-access-log --log-level warn ${SVC_ARGS:-})
 "$BIN/invoice-service" --listen "127.0.0.1:$PI" --db "$(DB invoice)" "${common[@]}" 2>"$WORK/invoice.log" & pids+=($!)
 "$BIN/accounting-service" --listen "127.0.0.1:$PA" --db "$(DB accounting)" "${common[@]}" 2>"$WORK/accounting.log" & pids+=($!)
 "$BIN/payment-service" --listen "127.0.0.1:$PP" --db "$(DB payment)" "${common[@]}" \
   --invoice-addr "127.0.0.1:$PI" --accounting-addr "127.0.0.1:$PA" \
-  --ledger-rate 1000000 --ledger-burst 1000000 2>"$WORK/payment.log" & pids+=($!)
+  --ledger-rate 1000000 --ledger-burst 1000000 ${PAY_ARGS:-} 2>"$WORK/payment.log" & pids+=($!)
 for p in $PI $PA $PP; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/ready" && break; sleep 0.1; done
 done
@@ -85,6 +85,15 @@ grep -E "Latency|Requests/sec|Non-2xx" "$WORK/wrk.txt" || true
 for p in "invoice $PI" "accounting $PA" "payment $PP"; do
   set -- $p
   echo "$1: $(curl -s "http://127.0.0.1:$2/metrics" | grep -E '^ward_store_(retries|transactions)_total' | tr '\n' ' ')"
+done
+# CPU seconds each service used over the run (user + system), and per payment: where the
+# time goes
+tck=$(getconf CLK_TCK)
+names=(invoice accounting payment)
+for i in 0 1 2; do
+  read -r ut st < <(awk '{print $14, $15}' "/proc/${pids[$i]}/stat")
+  awk -v n="${names[$i]}" -v u="$ut" -v s="$st" -v t="$tck" -v c="$completed" \
+    'BEGIN { printf "%s-service cpu: %.2f s user, %.2f s system, %.0f us per payment\n", n, u / t, s / t, (u + s) / t * 1e6 / (c > 0 ? c : 1) }'
 done
 awk -v c="$completed" -v s="$start" -v e="$end" -v m="$MODE" \
   'BEGIN { printf "%s: %d completed payments in %.1f s = %.0f payments/s\n", m, c, e - s, c / (e - s) }'

@@ -315,14 +315,17 @@ static bool new_owner(char out[40])
     return true;
 }
 
-enum ward_err ward_idem_claim(struct ward_idem *im, const char *key, bool required,
-                              const char *method, const char *path, const char *body,
-                              size_t body_len, const char *request_id,
-                              struct ward_idem_claim *c)
+/* What both claims do before the database: the verdicts a key alone decides, the
+ * fingerprint and an owner token. *go: the database has to be asked. */
+static enum ward_err claim_prepare(struct ward_idem *im, const char *key, bool required,
+                                   const char *method, const char *path, const char *body,
+                                   size_t body_len, struct ward_idem_claim *c, char fp[65],
+                                   bool *go)
 {
-    char fp[65];
+    *go = false;
     if (c == NULL)
         return WARD_ERR_INVAL;
+    ward_idem_claim_fini(c); /* a transaction run again starts clean */
     *c = (struct ward_idem_claim){0};
     if (im == NULL || method == NULL || path == NULL)
         return WARD_ERR_INVAL;
@@ -337,11 +340,46 @@ enum ward_err ward_idem_claim(struct ward_idem *im, const char *key, bool requir
     snprintf(c->key, sizeof c->key, "%s", key);
     if (!fingerprint(method, path, body, body_len, fp) || !new_owner(c->owner))
         return WARD_ERR_SYSTEM;
+    *go = true;
+    return WARD_ERR_OK;
+}
+
+enum ward_err ward_idem_claim(struct ward_idem *im, const char *key, bool required,
+                              const char *method, const char *path, const char *body,
+                              size_t body_len, const char *request_id,
+                              struct ward_idem_claim *c)
+{
+    char fp[65];
+    bool go;
+    if (c != NULL)
+        *c = (struct ward_idem_claim){0};
+    enum ward_err err = claim_prepare(im, key, required, method, path, body, body_len, c, fp, &go);
+    if (err != WARD_ERR_OK || !go)
+        return err;
     struct claim_work w = {.im = im, .c = c, .fp = fp, .request_id = request_id};
-    enum ward_err err = ward_store_tx(im->store, WARD_TX_WRITE, claim_fn, &w);
+    err = ward_store_tx(im->store, WARD_TX_WRITE, claim_fn, &w);
     if (err != WARD_ERR_OK)
         ward_idem_claim_fini(c);
     return err;
+}
+
+enum ward_err ward_idem_claim_in(struct ward_tx *tx, struct ward_idem *im, const char *key,
+                                 bool required, const char *method, const char *path,
+                                 const char *body, size_t body_len, const char *request_id,
+                                 struct ward_idem_claim *c)
+{
+    char fp[65];
+    bool go;
+    if (tx == NULL)
+        return WARD_ERR_INVAL;
+    enum ward_err err = claim_prepare(im, key, required, method, path, body, body_len, c, fp, &go);
+    if (err != WARD_ERR_OK || !go)
+        return err;
+    /* the claim's row and the effect commit together: a concurrent claim of the same key
+     * waits for the writer (SQLite) or fails to serialize and runs again (PostgreSQL),
+     * and then finds it done */
+    struct claim_work w = {.im = im, .c = c, .fp = fp, .request_id = request_id};
+    return claim_fn(tx, &w);
 }
 
 static struct ward_query q_complete = WARD_QUERY(
@@ -500,6 +538,16 @@ bool ward_idem_begin(struct ward_idem *im, struct ward_req *req, bool required,
         return false;
     }
     return true;
+}
+
+enum ward_err ward_idem_begin_in(struct ward_tx *tx, struct ward_idem *im, struct ward_req *req,
+                                 bool required, struct ward_idem_claim *c)
+{
+    size_t len = 0;
+    const char *body = ward_req_body(req, &len);
+    return ward_idem_claim_in(tx, im, ward_req_header(req, "Idempotency-Key"), required,
+                              ward_req_method(req), ward_req_path(req), body, len,
+                              ward_req_id(req), c);
 }
 
 /* Gives the key back, logging when it cannot (it then runs out with its lease). */

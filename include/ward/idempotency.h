@@ -91,6 +91,20 @@ WARD_MUST_CHECK enum ward_err ward_idem_claim(struct ward_idem *im, const char *
                                               size_t body_len, const char *request_id,
                                               struct ward_idem_claim *c);
 
+/* The same claim inside tx, the effect's own transaction, for an effect quick enough to
+ * run while the database's write lock is held: claim, effect and stored response commit
+ * together, in one commit instead of two, and nobody ever sees the key running. The work
+ * goes on only on PROCEED (and then completes the key in tx, or leaves it running for
+ * ward_idem_fail / ward_idem_release after the commit); any other verdict is answered
+ * with ward_idem_respond once the transaction ended. c must be zeroed before the
+ * transaction's first run (a run again resets it); errors as ward_tx_exec's, SYSTEM. */
+WARD_MUST_CHECK enum ward_err ward_idem_claim_in(struct ward_tx *tx, struct ward_idem *im,
+                                                 const char *key, bool required,
+                                                 const char *method, const char *path,
+                                                 const char *body, size_t body_len,
+                                                 const char *request_id,
+                                                 struct ward_idem_claim *c);
+
 /* Records the response of a PROCEED claim inside tx — the transaction of the effect, so
  * that the effect and its stored response commit together or not at all. CONFLICT when
  * the key is no longer this request's (its lease ran out and another took it over): roll
@@ -127,6 +141,14 @@ void ward_idem_claim_fini(struct ward_idem_claim *c);
  * replay, a 400/409/422, or the store's 503 — and c is finished. */
 bool ward_idem_begin(struct ward_idem *im, struct ward_req *req, bool required,
                      struct ward_idem_claim *c);
+
+/* ward_idem_begin's claim in the effect's transaction (ward_idem_claim_in over the
+ * request's Idempotency-Key, method, path and body). After the transaction: a verdict
+ * other than PROCEED is answered with ward_idem_respond; a failed transaction left no key
+ * behind (ward_store_respond_error, nothing to release). */
+WARD_MUST_CHECK enum ward_err ward_idem_begin_in(struct ward_tx *tx, struct ward_idem *im,
+                                                 struct ward_req *req, bool required,
+                                                 struct ward_idem_claim *c);
 
 /* Answers the definite problem p (taken) and stores it for the key, so that a retry gets
  * the same answer; a key that cannot record it is released (a retry then computes the

@@ -18,7 +18,8 @@ struct post {
     char id[WARD_ID_MAX], location[64], created_at[WARD_RFC3339_SIZE];
     const char *request_id;
     struct ward_idem *idem;
-    const struct ward_idem_claim *claim;
+    struct ward_req *req;
+    struct ward_idem_claim *claim; /* made in the transaction, with the posting */
     const char *body;
     struct ward_problem *problem; /* a definite 422 found in the transaction */
 };
@@ -28,7 +29,10 @@ static enum ward_err post_fn(struct ward_tx *tx, void *arg)
     struct post *p = arg;
     ward_problem_free(p->problem);
     p->problem = NULL;
-    enum ward_err err = acct_post_entries(tx, p->id, p->description, NULL, p->entries, p->n,
+    enum ward_err err = ward_idem_begin_in(tx, p->idem, p->req, true, p->claim);
+    if (err != WARD_ERR_OK || p->claim->verdict != WARD_IDEM_PROCEED)
+        return err; /* a replay, a clash: answered after the transaction */
+    err = acct_post_entries(tx, p->id, p->description, NULL, p->entries, p->n,
                                           p->created_at, p->request_id, &p->problem);
     if (err != WARD_ERR_OK)
         return err;
@@ -243,7 +247,6 @@ void acct_transactions_post(struct ward_req *req, void *arg)
     json_t *root = NULL;
     struct ward_problem *p = NULL;
     struct ward_idem_claim claim = {0};
-    bool claimed = false;
     char *body = NULL;
     struct post *r = calloc(1, sizeof *r);
     if (r == NULL) {
@@ -263,14 +266,10 @@ void acct_transactions_post(struct ward_req *req, void *arg)
         goto out;
     }
 
-    if (!ward_idem_begin(ctx->idem, req, true, &claim))
-        goto out;
-    claimed = true;
     bool ids = ward_id_new("txn", r->id, sizeof r->id) == WARD_ERR_OK;
     for (size_t i = 0; ids && i < r->n; i++)
         ids = ward_id_new("ent", r->entries[i].id, sizeof r->entries[i].id) == WARD_ERR_OK;
     if (!ids) {
-        acct_release(ctx->idem, &claim);
         ward_req_fail(req, WARD_PROBLEM_INTERNAL, "no randomness for an id");
         goto out;
     }
@@ -278,22 +277,32 @@ void acct_transactions_post(struct ward_req *req, void *arg)
     ward_clock_rfc3339(ward_clock_wall(), r->created_at, sizeof r->created_at);
     r->request_id = ward_req_id(req);
     r->idem = ctx->idem;
+    r->req = req;
     r->claim = &claim;
     body = acct_dump(render(r));
     if (body == NULL) {
-        acct_release(ctx->idem, &claim);
         ward_req_respond_problem(req, NULL);
         goto out;
     }
     r->body = body;
     enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, post_fn, r);
     if (err == WARD_ERR_INVAL && r->problem != NULL) {
-        ward_idem_fail(ctx->idem, req, &claim, r->problem);
+        /* a definite refusal, stored for the key so that a retry gets it again: the
+         * transaction that found it rolled back with its claim, so claim anew (rare) */
+        ward_idem_claim_fini(&claim);
+        if (ward_idem_begin(ctx->idem, req, true, &claim))
+            ward_idem_fail(ctx->idem, req, &claim, r->problem);
+        else
+            ward_problem_free(r->problem);
         r->problem = NULL;
         goto out;
     }
-    if (err != WARD_ERR_OK) {
-        ward_idem_store_failed(ctx->idem, req, &claim, err);
+    if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
+        ward_store_respond_error(req, err);
+        goto out;
+    }
+    if (claim.verdict != WARD_IDEM_PROCEED) {
+        ward_idem_respond(req, &claim);
         goto out;
     }
     /* crash tests: committed, answer late or never (an ambiguous outcome for the caller) */
@@ -304,8 +313,7 @@ void acct_transactions_post(struct ward_req *req, void *arg)
     }
     ward_req_respond(req, 201, "application/json", body, strlen(body));
 out:
-    if (claimed)
-        ward_idem_claim_fini(&claim);
+    ward_idem_claim_fini(&claim);
     ward_problem_free(r->problem);
     free(r);
     free(body);

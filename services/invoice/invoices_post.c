@@ -14,7 +14,8 @@
 struct create {
     /* in */
     struct ward_idem *im;
-    const struct ward_idem_claim *claim;
+    struct ward_req *req;
+    struct ward_idem_claim *claim; /* made in the transaction, with the invoice */
     const char *id, *customer_id, *description, *payment_id, *created_at, *request_id,
         *location;
     int64_t amount;
@@ -33,13 +34,16 @@ static enum ward_err create_fn(struct ward_tx *tx, void *arg)
     json_t *inv = NULL;
     free(c->body);
     c->body = NULL;
+    enum ward_err err = ward_idem_begin_in(tx, c->im, c->req, true, c->claim);
+    if (err != WARD_ERR_OK || c->claim->verdict != WARD_IDEM_PROCEED)
+        return err; /* a replay, a clash: answered after the transaction */
     const struct ward_param p[] = {
         WARD_P_TEXT(c->id),          WARD_P_TEXT(c->customer_id),
         WARD_P_INT(c->amount),       WARD_P_TEXT(c->currency->code),
         WARD_P_TEXT(c->description), WARD_P_TEXT_OR_NULL(c->payment_id),
         WARD_P_TEXT(c->created_at),  WARD_P_TEXT(c->request_id),
     };
-    enum ward_err err = ward_tx_exec(tx, &q_insert, p, sizeof p / sizeof p[0], NULL);
+    err = ward_tx_exec(tx, &q_insert, p, sizeof p / sizeof p[0], NULL);
     if (err == WARD_ERR_OK)
         err = inv_load(tx, c->id, &inv);
     if (err == WARD_ERR_OK && inv == NULL)
@@ -61,7 +65,8 @@ void inv_invoices_post(struct ward_req *req, void *arg)
     struct ward_idem *im = ward_service_idem(svc);
     struct ward_idem_claim claim = {0};
     json_t *root = NULL;
-    struct create c = {.im = im, .claim = &claim, .description = "", .request_id = ward_req_id(req)};
+    struct create c = {.im = im, .req = req, .claim = &claim, .description = "",
+                       .request_id = ward_req_id(req)};
 
     /* the missing key first: it is the client's to fix whatever the body says */
     if (ward_req_header(req, "Idempotency-Key") == NULL) {
@@ -92,12 +97,9 @@ void inv_invoices_post(struct ward_req *req, void *arg)
         goto out;
     }
 
-    if (!ward_idem_begin(im, req, true, &claim))
-        goto out;
-
     char id[WARD_ID_MAX], created_at[WARD_RFC3339_SIZE], location[16 + WARD_ID_MAX];
     if (ward_id_new(INV_ID_PREFIX, id, sizeof id) != WARD_ERR_OK) {
-        ward_idem_store_failed(im, req, &claim, WARD_ERR_SYSTEM);
+        ward_req_respond_problem(req, NULL);
         goto out;
     }
     ward_clock_rfc3339(ward_clock_wall(), created_at, sizeof created_at);
@@ -106,8 +108,12 @@ void inv_invoices_post(struct ward_req *req, void *arg)
     c.created_at = created_at;
     c.location = location;
     enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, create_fn, &c);
-    if (err != WARD_ERR_OK) {
-        ward_idem_store_failed(im, req, &claim, err);
+    if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
+        ward_store_respond_error(req, err);
+        goto out;
+    }
+    if (claim.verdict != WARD_IDEM_PROCEED) {
+        ward_idem_respond(req, &claim);
         goto out;
     }
     ward_fault("invoice.created"); /* crash tests: committed, the answer not yet sent */

@@ -1,5 +1,5 @@
-/* transition.c — the state change pay and void share: a conditional UPDATE inside one
- * write transaction decides the race; whoever finds the invoice no longer open reads what
+/* transition.c — the state change pay and void share: the Idempotency-Key's claim and a
+ * conditional UPDATE inside one write transaction decide the race; whoever finds the invoice no longer open reads what
  * it became and answers 200 (already so) or 409. */
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +12,8 @@ struct run {
     /* in */
     const struct inv_transition *t;
     struct ward_idem *im;
-    const struct ward_idem_claim *claim;
+    struct ward_req *req;
+    struct ward_idem_claim *claim; /* made in the transaction, with the change */
     /* out, reset on each attempt */
     int status;          /* 200, 404 or 409 */
     const char *clash;   /* 409: why */
@@ -27,7 +28,10 @@ static enum ward_err run_fn(struct ward_tx *tx, void *arg)
     r->body = NULL;
     r->status = 0;
     r->clash = NULL;
-    enum ward_err err = ward_tx_exec(tx, r->t->update, r->t->params, r->t->n_params, NULL);
+    enum ward_err err = ward_idem_begin_in(tx, r->im, r->req, false, r->claim);
+    if (err != WARD_ERR_OK || r->claim->verdict != WARD_IDEM_PROCEED)
+        return err; /* a replay, a clash: answered after the transaction */
+    err = ward_tx_exec(tx, r->t->update, r->t->params, r->t->n_params, NULL);
     if (err != WARD_ERR_OK)
         return err;
     bool changed = ward_tx_changes(tx) == 1;
@@ -58,12 +62,14 @@ void inv_transition_run(struct ward_req *req, struct ward_service *svc,
 {
     struct ward_idem *im = ward_service_idem(svc);
     struct ward_idem_claim claim = {0};
-    struct run r = {.t = t, .im = im, .claim = &claim};
-    if (!ward_idem_begin(im, req, false, &claim))
-        goto out;
+    struct run r = {.t = t, .im = im, .req = req, .claim = &claim};
     enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, run_fn, &r);
-    if (err != WARD_ERR_OK) {
-        ward_idem_store_failed(im, req, &claim, err);
+    if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
+        ward_store_respond_error(req, err);
+        goto out;
+    }
+    if (claim.verdict != WARD_IDEM_PROCEED) {
+        ward_idem_respond(req, &claim);
         goto out;
     }
     switch (r.status) {

@@ -14,18 +14,20 @@
 struct create {
     /* in */
     struct pay_ctx *ctx;
-    const struct ward_idem_claim *claim;
+    struct ward_req *req;
+    struct ward_idem_claim *claim; /* made in the transaction, with the payment */
     const char *id, *customer_id, *description, *request_id, *location;
     int64_t amount;
     const struct ward_currency *currency;
 };
 
 /* Owned by this instance from the start, with a lease: recovery leaves it alone while
- * the workers here drive it. */
+ * the workers here drive it. Its invoice step starts in the same commit (calling, and
+ * "started" in the log), so that the worker calls invoice-service at once. */
 static struct ward_query q_insert = WARD_QUERY(
     "INSERT INTO payments (id, customer_id, amount, currency, description, status, step,"
-    " created_at, created_request_id, owner, lease_until, attempts, next_attempt_at)"
-    " VALUES ($1, $2, $3, $4, $5, 'pending', 'invoice', $6, $7, $8, $9, 0, $10)");
+    " created_at, created_request_id, owner, lease_until, attempts, next_attempt_at, calling)"
+    " VALUES ($1, $2, $3, $4, $5, 'pending', 'invoice', $6, $7, $8, $9, 0, $10, 1)");
 
 static enum ward_err create_fn(struct ward_tx *tx, void *arg)
 {
@@ -33,6 +35,9 @@ static enum ward_err create_fn(struct ward_tx *tx, void *arg)
     char now[WARD_RFC3339_SIZE], body[64 + WARD_ID_MAX];
     int64_t now_ms = pay_now_ms();
     pay_now_text(now);
+    enum ward_err err = ward_idem_begin_in(tx, c->ctx->idem, c->req, true, c->claim);
+    if (err != WARD_ERR_OK || c->claim->verdict != WARD_IDEM_PROCEED)
+        return err; /* a replay, a clash: answered after the transaction */
     const struct ward_param p[] = {
         WARD_P_TEXT(c->id),          WARD_P_TEXT(c->customer_id),
         WARD_P_INT(c->amount),       WARD_P_TEXT(c->currency->code),
@@ -40,7 +45,9 @@ static enum ward_err create_fn(struct ward_tx *tx, void *arg)
         WARD_P_TEXT(c->request_id),  WARD_P_TEXT(c->ctx->owner),
         WARD_P_INT(now_ms + c->ctx->lease / WARD_NS_PER_MS), WARD_P_INT(now_ms),
     };
-    enum ward_err err = ward_tx_exec(tx, &q_insert, p, sizeof p / sizeof p[0], NULL);
+    err = ward_tx_exec(tx, &q_insert, p, sizeof p / sizeof p[0], NULL);
+    if (err == WARD_ERR_OK)
+        err = pay_log_step(tx, c->id, "invoice", "started", NULL);
     if (err != WARD_ERR_OK)
         return err;
     /* the key's record names the payment only: a replay answers its state then */
@@ -71,30 +78,12 @@ static void replay(struct pay_ctx *ctx, struct ward_req *req, const struct ward_
     json_decref(doc);
 }
 
-static void store_failed(struct ward_req *req, struct pay_ctx *ctx,
-                         const struct ward_idem_claim *claim, enum ward_err err)
-{
-    if (err == WARD_ERR_CONFLICT) { /* another request took the key over */
-        if (ward_req_set_header(req, "Retry-After", "1") != WARD_ERR_OK) {
-            ward_req_respond_problem(req, NULL);
-            return;
-        }
-        ward_req_fail(req, WARD_PROBLEM_IDEMPOTENCY_IN_FLIGHT,
-                      "another request took over this Idempotency-Key");
-        return;
-    }
-    if (ward_idem_release(ctx->idem, claim) != WARD_ERR_OK)
-        WARD_WARN(ward_req_log(req), ward_req_log_ctx(req), "idempotency key not released",
-                  WARD_S("key", claim->key));
-    ward_store_respond_error(req, err);
-}
-
 void pay_payments_post(struct ward_req *req, void *arg)
 {
     struct pay_ctx *ctx = arg;
     struct ward_idem_claim claim = {0};
     json_t *root = NULL;
-    struct create c = {.ctx = ctx, .claim = &claim, .description = "",
+    struct create c = {.ctx = ctx, .req = req, .claim = &claim, .description = "",
                        .request_id = ward_req_id(req)};
 
     /* the missing key first: it is the client's to fix whatever the body says */
@@ -119,12 +108,16 @@ void pay_payments_post(struct ward_req *req, void *arg)
         goto out;
     }
 
-    size_t body_len = 0;
-    const char *body = ward_req_body(req, &body_len);
-    enum ward_err err = ward_idem_claim(ctx->idem, ward_req_header(req, "Idempotency-Key"), true,
-                                        "POST", ward_req_path(req), body, body_len,
-                                        c.request_id, &claim);
-    if (err != WARD_ERR_OK) {
+    char id[WARD_ID_MAX], location[16 + WARD_ID_MAX];
+    if (ward_id_new(PAY_ID_PREFIX, id, sizeof id) != WARD_ERR_OK) {
+        ward_req_respond_problem(req, NULL);
+        goto out;
+    }
+    snprintf(location, sizeof location, "/payments/%s", id);
+    c.id = id;
+    c.location = location;
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, create_fn, &c);
+    if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
         ward_store_respond_error(req, err);
         goto out;
     }
@@ -134,20 +127,6 @@ void pay_payments_post(struct ward_req *req, void *arg)
     }
     if (claim.verdict != WARD_IDEM_PROCEED) {
         ward_idem_respond(req, &claim);
-        goto out;
-    }
-
-    char id[WARD_ID_MAX], location[16 + WARD_ID_MAX];
-    if (ward_id_new(PAY_ID_PREFIX, id, sizeof id) != WARD_ERR_OK) {
-        store_failed(req, ctx, &claim, WARD_ERR_SYSTEM);
-        goto out;
-    }
-    snprintf(location, sizeof location, "/payments/%s", id);
-    c.id = id;
-    c.location = location;
-    err = ward_store_tx(ctx->store, WARD_TX_WRITE, create_fn, &c);
-    if (err != WARD_ERR_OK) {
-        store_failed(req, ctx, &claim, err);
         goto out;
     }
     ward_fault("payment.accepted"); /* crash tests: recorded, not yet queued nor answered */

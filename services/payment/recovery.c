@@ -21,8 +21,11 @@ static struct ward_query q_due = WARD_QUERY(
     "SELECT id FROM payments WHERE status = 'pending' AND lease_until < $1"
     " AND next_attempt_at <= $1 ORDER BY next_attempt_at LIMIT $2");
 
+/* A step that was calling when its instance lost the payment may have reached the
+ * service: that stays known as sent, and the step starts anew (its own commit). */
 static struct ward_query q_claim = WARD_QUERY(
-    "UPDATE payments SET owner = $2, lease_until = $3"
+    "UPDATE payments SET owner = $2, lease_until = $3,"
+    " sent = CASE WHEN calling <> 0 THEN 1 ELSE sent END, calling = 0"
     " WHERE id = $1 AND status = 'pending' AND lease_until < $4 AND next_attempt_at <= $4");
 
 static enum ward_err claim_fn(struct ward_tx *tx, void *arg)

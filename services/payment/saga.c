@@ -1,7 +1,8 @@
 /* saga.c — one payment's steps: invoice → ledger → pay → completed, or ledger failed for
  * good → void → failed, or invoice failed for good → failed. Each step is written down
  * before it runs (`started`, and the lease renewed) and after (one transaction with the
- * outcome and the payment's next step), every call carries Idempotency-Key
+ * outcome and the payment's next step, which starts in that same commit: one commit per
+ * step, the first one's in the payment's creation), every call carries Idempotency-Key
  * "<payment id>:<step>", and a step gives up only on a definite answer (DESIGN.md §6). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,7 @@ struct finish {
     bool completed, failed, again;
     bool refused; /* again, after a definite refusal past the point of no return */
     bool ours;    /* out */
+    int64_t lease_until; /* out: as written */
 };
 
 static struct ward_query q_finish = WARD_QUERY(
@@ -115,7 +117,7 @@ static struct ward_query q_finish = WARD_QUERY(
     " ledger_transaction_id = COALESCE(CAST($7 AS TEXT), ledger_transaction_id),"
     " failure_reason = COALESCE(CAST($8 AS TEXT), failure_reason),"
     " completed_at = CAST($9 AS TEXT), failed_at = CAST($10 AS TEXT),"
-    " attempts = $11, next_attempt_at = $12, lease_until = $13, sent = $14, calling = 0"
+    " attempts = $11, next_attempt_at = $12, lease_until = $13, sent = $14, calling = $15"
     " WHERE id = $1 AND owner = $2 AND step = $3 AND status = 'pending'");
 
 /* The delay before round attempts + 1 of a step: 250 ms doubling up to --retry-max, with
@@ -142,6 +144,9 @@ static enum ward_err finish_fn(struct ward_tx *tx, void *arg)
     int64_t now_ms = pay_now_ms();
     int64_t attempts = f->again ? f->row->attempts + 1 : 0;
     bool terminal = f->completed || f->failed;
+    bool next = !f->again && !terminal; /* the next step starts in this commit */
+    /* waiting: the lease is given up, recovery takes the payment when it is due */
+    f->lease_until = f->again || terminal ? 0 : now_ms + f->ctx->lease / WARD_NS_PER_MS;
     const struct ward_param p[] = {
         WARD_P_TEXT(f->row->id),
         WARD_P_TEXT(f->ctx->owner),
@@ -157,15 +162,18 @@ static enum ward_err finish_fn(struct ward_tx *tx, void *arg)
         /* a refusal past the point of no return waits the longest: it needs an operator */
         WARD_P_INT(f->again ? now_ms + backoff_ms(f->ctx, f->refused ? 64 : f->row->attempts)
                             : now_ms),
-        /* waiting: the lease is given up, recovery takes the payment when it is due */
-        WARD_P_INT(f->again || terminal ? 0 : now_ms + f->ctx->lease / WARD_NS_PER_MS),
+        WARD_P_INT(f->lease_until),
         WARD_P_INT(f->again && (f->maybe_sent || f->o->sent) ? 1 : 0),
+        WARD_P_INT(next ? 1 : 0),
     };
     enum ward_err err = ward_tx_exec(tx, &q_finish, p, sizeof p / sizeof p[0], NULL);
     if (err != WARD_ERR_OK || ward_tx_changes(tx) != 1)
         return err;
     f->ours = true;
-    return pay_log_step(tx, f->row->id, f->row->step, f->event, f->o->detail);
+    err = pay_log_step(tx, f->row->id, f->row->step, f->event, f->o->detail);
+    if (err == WARD_ERR_OK && next)
+        err = pay_log_step(tx, f->row->id, f->step, "started", NULL);
+    return err;
 }
 
 /* Decides what the outcome o of row's step makes of the payment. */
@@ -217,10 +225,49 @@ static void decide(struct finish *f)
     f->refused = o->verdict == PAY_GIVE_UP && !o->unreached; /* a 4xx, not "unreached" */
 }
 
-static bool run_step(struct pay_ctx *ctx, const struct pay_row *row, bool *terminal)
+/* Whether the step of row was started in the commit that made it current (the payment's
+ * creation, the previous step's outcome) and that commit is recent (half the lease left,
+ * not queued here for long): then a commit of its own would only repeat it. Recovery
+ * clears calling when it takes a payment over, so a step interrupted by a crash always
+ * starts anew, in the log too. */
+static bool started_already(const struct pay_ctx *ctx, const struct pay_row *row)
+{
+    int64_t need = ctx->lease / 2 / WARD_NS_PER_MS;
+    return row->calling && strcmp(row->owner, ctx->owner) == 0 &&
+           row->lease_until > pay_now_ms() + need;
+}
+
+/* The payment as finish_fn left it when its next step started: the saga goes on from it
+ * without reading it again. */
+static void advance(struct pay_row *row, const struct finish *f)
+{
+    if (f->invoice_id != NULL)
+        snprintf(row->invoice_id, sizeof row->invoice_id, "%s", f->invoice_id);
+    if (f->txn_id != NULL)
+        snprintf(row->ledger_transaction_id, sizeof row->ledger_transaction_id, "%s", f->txn_id);
+    if (f->failure_reason != NULL) {
+        snprintf(row->failure_reason, sizeof row->failure_reason, "%s", f->failure_reason);
+        row->has_failure_reason = true;
+    }
+    if (f->step != row->step)
+        snprintf(row->step, sizeof row->step, "%s", f->step);
+    row->attempts = 0;
+    row->sent = false;
+    row->calling = true;
+    row->lease_until = f->lease_until;
+}
+
+/* Runs row's current step; true when the next one started (row now describes it). */
+static bool run_step(struct pay_ctx *ctx, struct pay_row *row, bool *terminal)
 {
     struct begin b = {.ctx = ctx, .row = row};
-    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, begin_fn, &b);
+    enum ward_err err = WARD_ERR_OK;
+    /* calling set by an earlier round (not this one's start) means it may have been sent */
+    bool earlier_call = row->calling && !started_already(ctx, row);
+    if (earlier_call || !row->calling)
+        err = ward_store_tx(ctx->store, WARD_TX_WRITE, begin_fn, &b);
+    else
+        b.ours = true;
     if (err != WARD_ERR_OK || !b.ours) {
         if (err != WARD_ERR_OK)
             WARD_WARN(ctx->log, NULL, "payment step not started", WARD_S("payment_id", row->id),
@@ -245,7 +292,7 @@ static bool run_step(struct pay_ctx *ctx, const struct pay_row *row, bool *termi
     snprintf(point, sizeof point, "payment.%s.after_call", row->step);
     ward_fault(point);
 
-    struct finish f = {.ctx = ctx, .row = row, .o = &o, .maybe_sent = row->sent || row->calling};
+    struct finish f = {.ctx = ctx, .row = row, .o = &o, .maybe_sent = row->sent || earlier_call};
     decide(&f);
     if (f.refused)
         WARD_ERROR(ctx->log, NULL, "payment step refused after the point of no return",
@@ -258,7 +305,10 @@ static bool run_step(struct pay_ctx *ctx, const struct pay_row *row, bool *termi
     WARD_DEBUG(ctx->log, NULL, "payment step", WARD_S("payment_id", row->id),
                WARD_S("step", row->step), WARD_S("event", f.event), WARD_S("detail", o.detail));
     *terminal = f.completed || f.failed;
-    return err == WARD_ERR_OK && f.ours && !f.again && !*terminal;
+    bool more = err == WARD_ERR_OK && f.ours && !f.again && !*terminal;
+    if (more)
+        advance(row, &f);
+    return more;
 }
 
 struct load {
@@ -279,17 +329,18 @@ void pay_saga_drive(struct pay_ctx *ctx, const char *id)
     if (l == NULL)
         return; /* the lease runs out; recovery tries again */
     l->id = id;
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_READ, load_fn, l);
+    if (err != WARD_ERR_OK || !l->found)
+        goto out;
+    if (strcmp(l->row.status, "pending") != 0) {
+        pay_waiters_done(ctx, id);
+        goto out;
+    }
+    if (strcmp(l->row.owner, ctx->owner) != 0)
+        goto out;
+    /* each step's outcome commits the next one's start: the row stays current here */
     for (;;) {
         if (atomic_load(&ctx->stopping))
-            break;
-        enum ward_err err = ward_store_tx(ctx->store, WARD_TX_READ, load_fn, l);
-        if (err != WARD_ERR_OK || !l->found)
-            break;
-        if (strcmp(l->row.status, "pending") != 0) {
-            pay_waiters_done(ctx, id);
-            break;
-        }
-        if (strcmp(l->row.owner, ctx->owner) != 0)
             break;
         bool terminal = false;
         bool more = run_step(ctx, &l->row, &terminal);
@@ -298,5 +349,6 @@ void pay_saga_drive(struct pay_ctx *ctx, const char *id)
         if (!more)
             break;
     }
+out:
     free(l);
 }

@@ -3,7 +3,8 @@
  * effect's own transaction, is replayed; another body or path with the key is a mismatch;
  * a second request while the first runs is told so; a crashed request's key is taken over
  * after its lease and its late completion refused; release and finish; expiry and the
- * sweep on a fake wall clock; many threads racing for one key, one effect. */
+ * sweep on a fake wall clock; many threads racing for one key, one effect; the claim
+ * inside the effect's own transaction, its rollback and its race. */
 #include <criterion/criterion.h>
 
 #include <pthread.h>
@@ -277,5 +278,90 @@ BOTH(racing_requests_with_one_key_do_the_work_once)
     }
     cr_assert_eq(proceeded, 1);
     cr_assert_eq(other, RACERS - 1);
+    cr_assert_eq(count(&q_effects), 1);
+}
+
+/* The claim inside the effect's own transaction (ward_idem_claim_in): one commit for
+ * claim, effect and answer; fail: the work refuses after claiming (rolled back). */
+struct inline_effect {
+    const char *key, *body, *id;
+    bool fail;
+    struct ward_idem_claim c;
+};
+
+static enum ward_err inline_fn(struct ward_tx *tx, void *arg)
+{
+    struct inline_effect *e = arg;
+    enum ward_err err = ward_idem_claim_in(tx, im, e->key, true, "POST", "/effects", e->body,
+                                           strlen(e->body), "req-2", &e->c);
+    if (err != WARD_ERR_OK || e->c.verdict != WARD_IDEM_PROCEED)
+        return err;
+    err = ward_tx_exec(tx, &q_effect, (struct ward_param[]){WARD_P_TEXT(e->id)}, 1, NULL);
+    if (err == WARD_ERR_OK)
+        err = ward_idem_complete(tx, im, &e->c, 201, "application/json", NULL, "{\"id\":1}", 8);
+    return err == WARD_ERR_OK && e->fail ? WARD_ERR_NOT_FOUND : err;
+}
+
+static enum ward_idem_verdict inline_run(const char *key, const char *body, const char *id,
+                                        bool fail, enum ward_err want)
+{
+    struct inline_effect e = {.key = key, .body = body, .id = id, .fail = fail};
+    cr_assert_eq(ward_store_tx(st, WARD_TX_WRITE, inline_fn, &e), want);
+    enum ward_idem_verdict v = e.c.verdict;
+    ward_idem_claim_fini(&e.c);
+    return v;
+}
+
+BOTH(a_claim_inside_the_effects_transaction_commits_or_vanishes_with_it)
+{
+    cr_assert_eq(inline_run(NULL, "{}", "x", false, WARD_ERR_OK), WARD_IDEM_MISSING);
+    cr_assert_eq(inline_run("bad key", "{}", "x", false, WARD_ERR_OK), WARD_IDEM_INVALID);
+    cr_assert_eq(count(&q_keys), 0, "no verdict of the key alone touches the table");
+    /* the work refused after claiming: the claim is rolled back with it, no key stays */
+    cr_assert_eq(inline_run("k6", "{}", "e6", true, WARD_ERR_NOT_FOUND), WARD_IDEM_PROCEED);
+    cr_assert_eq(count(&q_keys), 0);
+    cr_assert_eq(count(&q_effects), 0);
+    /* then it succeeds: replayed afterwards, by either kind of claim */
+    cr_assert_eq(inline_run("k6", "{}", "e6", false, WARD_ERR_OK), WARD_IDEM_PROCEED);
+    cr_assert_eq(inline_run("k6", "{}", "e6b", false, WARD_ERR_OK), WARD_IDEM_REPLAY);
+    cr_assert_eq(inline_run("k6", "{\"b\":2}", "e6c", false, WARD_ERR_OK), WARD_IDEM_MISMATCH);
+    struct ward_idem_claim c;
+    cr_assert_eq(claim("k6", "/effects", "{}", &c), WARD_IDEM_REPLAY);
+    cr_assert_str_eq(c.body, "{\"id\":1}");
+    ward_idem_claim_fini(&c);
+    cr_assert_eq(count(&q_effects), 1);
+    /* a key running under a two-transaction claim is refused inside a transaction too */
+    cr_assert_eq(claim("k7", "/effects", "{}", &c), WARD_IDEM_PROCEED);
+    cr_assert_eq(inline_run("k7", "{}", "e7", false, WARD_ERR_OK), WARD_IDEM_RUNNING);
+    cr_assert_eq(count(&q_effects), 1);
+}
+
+static void *inline_racer(void *arg)
+{
+    char id[16];
+    snprintf(id, sizeof id, "q%ld", (long)(intptr_t)arg);
+    struct inline_effect e = {.key = "race2", .body = "{}", .id = id};
+    enum ward_err err = ward_store_tx(st, WARD_TX_WRITE, inline_fn, &e);
+    intptr_t v = err == WARD_ERR_OK ? (intptr_t)e.c.verdict : -1;
+    ward_idem_claim_fini(&e.c);
+    return (void *)v;
+}
+
+BOTH(racing_requests_claiming_inside_their_transactions_do_the_work_once)
+{
+    pthread_t t[RACERS];
+    int proceeded = 0, replayed = 0;
+    for (intptr_t i = 0; i < RACERS; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, inline_racer, (void *)i), 0);
+    for (int i = 0; i < RACERS; i++) {
+        void *v;
+        pthread_join(t[i], &v);
+        intptr_t r = (intptr_t)v;
+        cr_assert(r >= 0, "racer %d failed", i);
+        proceeded += r == WARD_IDEM_PROCEED;
+        replayed += r == WARD_IDEM_REPLAY; /* never RUNNING: nobody sees the claim uncommitted */
+    }
+    cr_assert_eq(proceeded, 1);
+    cr_assert_eq(replayed, RACERS - 1);
     cr_assert_eq(count(&q_effects), 1);
 }
