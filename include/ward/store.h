@@ -57,6 +57,9 @@ struct ward_store_settings {
     int64_t connect_timeout; /* PostgreSQL's connect_timeout, ns (whole seconds); default 2 s */
     int64_t acquire_timeout; /* longest wait for a free connection, ns; default 5 s */
     uint32_t max_attempts;   /* transaction attempts on BUSY / 40001 / 40P01; default 10 */
+    int group_max;           /* SQLite file: most write transactions one COMMIT (one fsync)
+                              * holds when several threads write at once (group commit,
+                              * docs/lib/store.md); 1 = each alone; 1..1024; default 64 */
     struct ward_retry_policy backoff; /* between attempts; default base 2 ms, cap 200 ms,
                                        * full jitter */
     const struct ward_clock *clock;   /* backoff sleeps; NULL = real */
@@ -110,7 +113,10 @@ void ward_store_close(struct ward_store *s);
 
 enum ward_store_kind ward_store_kind(const struct ward_store *s);
 
-/* Runs fn(tx, arg) in a transaction of the given mode: begin, fn, commit. Retries (with
+/* Runs fn(tx, arg) in a transaction of the given mode: begin, fn, commit. On a SQLite file,
+ * write transactions of several threads may share one database transaction and COMMIT
+ * (group_max), each fn in its own savepoint, on its caller's thread; ward_store_tx still
+ * returns OK only after the COMMIT that made fn's work durable. Retries (with
  * backoff, at most max_attempts in all) when SQLite is busy or locked, or PostgreSQL
  * reports a serialization failure (40001) or a deadlock (40P01), or fn returns RETRY; a
  * lost connection is reconnected and retried once. Returns fn's error (after a rollback),
@@ -161,8 +167,11 @@ void ward_rows_free(struct ward_rows *r);
 WARD_MUST_CHECK enum ward_err ward_store_ping(struct ward_store *s);
 
 /* Registers ward_store_transactions_total{service,result} (committed, rolled_back, and
- * error: a transaction the database failed — down, out of retries, a database error) and
- * ward_store_retries_total{service}. reg must outlive s. INVAL, NOMEM. */
+ * error: a transaction the database failed — down, out of retries, a database error),
+ * ward_store_retries_total{service} and ward_store_commits_total{service} (the database
+ * COMMITs of write transactions, each a sync: a SQLite group counts once, so committed
+ * write transactions / commits is the mean group size; transactions_total counts reads
+ * too). reg must outlive s. INVAL, NOMEM. */
 WARD_MUST_CHECK enum ward_err ward_store_export(struct ward_store *s, struct ward_metrics *reg);
 
 /* Answers req for a store error a handler cannot do anything about: STORE_DOWN, TIMEOUT

@@ -453,6 +453,35 @@ static enum ward_err sqlite_script(struct ward__conn *c, const char *sql)
     return run((struct sconn *)c, sql);
 }
 
+/* The savepoints of group commit. The deferred foreign keys are checked at KEEP because
+ * the COMMIT would refuse them for every member, and the members before this one left none.
+ * After a successful statement the transaction must still be open: SQLite rolls it back
+ * by itself after IOERR, FULL or NOMEM, and the savepoint then names nothing. */
+static enum ward_err sqlite_part(struct ward__conn *c, enum ward__part what)
+{
+    static const char *const sql[] = {
+        [WARD__PART_MARK] = "SAVEPOINT ward_g",
+        [WARD__PART_KEEP] = "RELEASE ward_g",
+        [WARD__PART_UNDO] = "ROLLBACK TO ward_g; RELEASE ward_g",
+    };
+    struct sconn *sc = (struct sconn *)c;
+    int deferred = 0, high = 0;
+
+    if (what == WARD__PART_KEEP &&
+        sqlite3_db_status(sc->db, SQLITE_DBSTATUS_DEFERRED_FKS, &deferred, &high, 0) ==
+            SQLITE_OK &&
+        deferred > 0) {
+        snprintf(c->error, sizeof c->error, "a deferred foreign key constraint is not met");
+        return WARD_ERR_CONSTRAINT;
+    }
+    enum ward_err err = run(sc, sql[what]);
+    if (err == WARD_ERR_OK && sqlite3_get_autocommit(sc->db)) {
+        snprintf(c->error, sizeof c->error, "the transaction was rolled back");
+        err = WARD_ERR_DB;
+    }
+    return err;
+}
+
 static enum ward_err sqlite_lock_migrations(struct ward__conn *c, bool lock)
 {
     (void)c; /* BEGIN IMMEDIATE on the one writer already serializes migrations */
@@ -575,4 +604,5 @@ const struct ward__store_ops ward__sqlite_ops = {
     .script = sqlite_script,
     .lock_migrations = sqlite_lock_migrations,
     .ping = sqlite_ping,
+    .part = sqlite_part,
 };

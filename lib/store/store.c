@@ -16,8 +16,6 @@
 #define NS_PER_MS INT64_C(1000000)
 #define NS_PER_S INT64_C(1000000000)
 
-enum { TX_COMMITTED, TX_ROLLED_BACK, TX_ERROR };
-
 /* Query ids are process-wide, as the queries are (a static query may serve several
  * stores): the one mutable global here, only ever incremented, so that each connection
  * can cache its prepared statements in an array indexed by id. */
@@ -43,6 +41,7 @@ void ward_store_settings_default(struct ward_store_settings *s)
         .connect_timeout = 2 * NS_PER_S,
         .acquire_timeout = 5 * NS_PER_S,
         .max_attempts = 10,
+        .group_max = 64,
     };
     ward_retry_policy_default(&s->backoff);
     s->backoff.max_attempts = UINT32_MAX;
@@ -72,7 +71,8 @@ static bool settings_ok(const struct ward_store_settings *s)
         (s->n_migrations > 0 && s->migrations == NULL))
         return false;
     if (s->pool_size < 1 || s->pool_size > 64 || s->busy_timeout < 0 ||
-        s->connect_timeout < NS_PER_S || s->acquire_timeout < NS_PER_MS || s->max_attempts < 1)
+        s->connect_timeout < NS_PER_S || s->acquire_timeout < NS_PER_MS || s->max_attempts < 1 ||
+        s->group_max < 1 || s->group_max > 1024)
         return false;
     for (size_t i = 0; i < s->n_migrations; i++) /* 1, 2, 3 ... with SQL */
         if (s->migrations[i].version != (int)i + 1 || s->migrations[i].sqlite == NULL)
@@ -109,7 +109,8 @@ static int64_t now_ns(void)
 /* A connection for a transaction of mode: an idle one, a new one while the pool has room,
  * else wait for one to come back. SQLite writes go to the one writer; a memory database
  * has only that one connection. */
-static enum ward_err acquire(struct ward_store *s, enum ward_tx_mode mode, struct ward__conn **out)
+enum ward_err ward__conn_acquire(struct ward_store *s, enum ward_tx_mode mode,
+                                 struct ward__conn **out)
 {
     bool writer = s->kind == WARD_STORE_SQLITE && (mode == WARD_TX_WRITE || s->memory);
     struct ward__conn ***idle = writer ? &s->idle_w : &s->idle_r;
@@ -145,7 +146,7 @@ static enum ward_err acquire(struct ward_store *s, enum ward_tx_mode mode, struc
 }
 
 /* Gives c back to its pool, or closes it when it is broken. */
-static void release(struct ward_store *s, struct ward__conn *c)
+void ward__conn_release(struct ward_store *s, struct ward__conn *c)
 {
     bool drop = c->broken, writer = c->writer; /* read before disconnect frees c */
     if (drop)
@@ -232,18 +233,18 @@ void ward_rows_free(struct ward_rows *r)
 
 /* ---- the transaction runner -------------------------------------------------------- */
 
-static void count(_Atomic(struct ward_metric *) *m)
+void ward__store_count(_Atomic(struct ward_metric *) *m)
 {
     ward_counter_inc(atomic_load_explicit(m, memory_order_acquire));
 }
 
-/* One attempt: begin, fn, commit (or rollback). *began: fn ran (so a lost connection
- * afterwards is not safe to retry: the commit may have happened). */
+/* One attempt: begin, fn, commit (or rollback), alone on its connection. *began: fn ran
+ * (so a lost connection afterwards is not safe to retry: the commit may have happened). */
 static enum ward_err attempt(struct ward_store *s, enum ward_tx_mode mode, ward_tx_fn fn,
                              void *arg, bool *began)
 {
     struct ward__conn *c = NULL;
-    enum ward_err err = acquire(s, mode, &c);
+    enum ward_err err = ward__conn_acquire(s, mode, &c);
     *began = false;
     if (err != WARD_ERR_OK)
         return err;
@@ -256,16 +257,19 @@ static enum ward_err attempt(struct ward_store *s, enum ward_tx_mode mode, ward_
             err = s->ops->commit(c);
             if (err != WARD_ERR_OK)
                 s->ops->rollback(c); /* a refused commit may leave the transaction open */
+            else if (mode == WARD_TX_WRITE)
+                ward__store_count(&s->m_commits);
         } else {
             s->ops->rollback(c);
         }
-        count(&s->m_tx[err == WARD_ERR_OK ? TX_COMMITTED : TX_ROLLED_BACK]);
+        ward__store_count(&s->m_tx[err == WARD_ERR_OK ? WARD__TX_COMMITTED : WARD__TX_ROLLED_BACK]);
     }
-    release(s, c);
+    ward__conn_release(s, c);
     return err;
 }
 
-/* The runner itself, for the migrations as for everyone else. */
+/* The runner itself: write transactions on a SQLite file share commits through the group
+ * (group.c), the rest run alone. */
 static enum ward_err run_tx(struct ward_store *s, enum ward_tx_mode mode, ward_tx_fn fn,
                             void *arg)
 {
@@ -275,14 +279,15 @@ static enum ward_err run_tx(struct ward_store *s, enum ward_tx_mode mode, ward_t
 
     ward_retry_state_init(&st);
     for (uint32_t n = 1;; n++) {
-        err = attempt(s, mode, fn, arg, &began);
+        err = mode == WARD_TX_WRITE && s->grouped ? ward__group_tx(s, fn, arg, &began)
+                                                  : attempt(s, mode, fn, arg, &began);
         if (err == WARD_ERR_STORE_DOWN && !began && !reconnected) {
             reconnected = true; /* a connection that died idle: once more, on a new one */
             continue;
         }
         if (err != WARD_ERR_RETRY || n >= s->s.max_attempts)
             break;
-        count(&s->m_retries);
+        ward__store_count(&s->m_retries);
         st.attempts = n;
         st.last_delay_ns = ward_retry_next_delay(&s->s.backoff, n, st.last_delay_ns, &st.rng);
         ward_clock_sleep(s->s.clock != NULL ? s->s.clock : ward_clock_real(), st.last_delay_ns);
@@ -290,7 +295,7 @@ static enum ward_err run_tx(struct ward_store *s, enum ward_tx_mode mode, ward_t
     /* the database's failures, not the work's own answers (NOT_FOUND, CONSTRAINT...) */
     if (err == WARD_ERR_RETRY || err == WARD_ERR_STORE_DOWN || err == WARD_ERR_DB ||
         err == WARD_ERR_TIMEOUT)
-        count(&s->m_tx[TX_ERROR]);
+        ward__store_count(&s->m_tx[WARD__TX_ERROR]);
     return err;
 }
 
@@ -381,7 +386,7 @@ done:
 static enum ward_err migrate_attempt(struct ward_store *s, struct migration_step *m)
 {
     struct ward__conn *c = NULL;
-    enum ward_err err = acquire(s, WARD_TX_WRITE, &c);
+    enum ward_err err = ward__conn_acquire(s, WARD_TX_WRITE, &c);
     if (err != WARD_ERR_OK)
         return err;
     err = s->ops->lock_migrations(c, true);
@@ -398,7 +403,7 @@ static enum ward_err migrate_attempt(struct ward_store *s, struct migration_step
         if (s->ops->lock_migrations(c, false) != WARD_ERR_OK)
             c->broken = true;
     }
-    release(s, c);
+    ward__conn_release(s, c);
     return err;
 }
 
@@ -474,6 +479,14 @@ enum ward_err ward_store_open(const struct ward_store_settings *set, struct ward
         pthread_mutex_destroy(&s->lock);
         goto fail;
     }
+    if (ward__group_init(&s->group) != WARD_ERR_OK) {
+        pthread_mutex_destroy(&s->migrate_lock);
+        pthread_cond_destroy(&s->freed);
+        pthread_mutex_destroy(&s->lock);
+        goto fail;
+    }
+    /* a memory database has one connection for reads too: its writes stay alone */
+    s->grouped = kind == WARD_STORE_SQLITE && !memory && set->group_max > 1;
     *out = s;
     err = migrate(s);
     if (err == WARD_ERR_STORE_DOWN) {
@@ -515,6 +528,7 @@ void ward_store_close(struct ward_store *s)
         free((char *)(uintptr_t)s->migrations[i].postgres);
     }
     free(s->migrations);
+    ward__group_fini(&s->group);
     pthread_mutex_destroy(&s->migrate_lock);
     pthread_cond_destroy(&s->freed);
     pthread_mutex_destroy(&s->lock);
@@ -533,10 +547,10 @@ enum ward_err ward_store_ping(struct ward_store *s)
     struct ward__conn *c = NULL;
     if (s == NULL)
         return WARD_ERR_INVAL;
-    enum ward_err err = acquire(s, WARD_TX_READ, &c);
+    enum ward_err err = ward__conn_acquire(s, WARD_TX_READ, &c);
     if (err == WARD_ERR_OK) {
         err = s->ops->ping(c);
-        release(s, c);
+        ward__conn_release(s, c);
     }
     if (err == WARD_ERR_OK && !atomic_load(&s->migrated))
         err = migrate(s);
@@ -556,19 +570,25 @@ enum ward_err ward_store_export(struct ward_store *s, struct ward_metrics *reg)
     struct ward_metric_family *re = ward_metrics_counter(
         reg, "ward_store_retries_total", "Transactions run again (busy, serialization, deadlock).",
         1, labels);
-    if (tx == NULL || re == NULL)
+    struct ward_metric_family *co = ward_metrics_counter(
+        reg, "ward_store_commits_total",
+        "Database commits of write transactions (each a sync; one SQLite group counts once).", 1,
+        labels);
+    if (tx == NULL || re == NULL || co == NULL)
         return WARD_ERR_INVAL;
-    struct ward_metric *m[3], *r;
+    struct ward_metric *m[3], *r, *c;
     for (int i = 0; i < 3; i++) {
         m[i] = ward_metric_get(tx, (const char *const[]){s->service, results[i]});
         if (m[i] == NULL)
             return WARD_ERR_NOMEM;
     }
     r = ward_metric_get(re, (const char *const[]){s->service});
-    if (r == NULL)
+    c = ward_metric_get(co, (const char *const[]){s->service});
+    if (r == NULL || c == NULL)
         return WARD_ERR_NOMEM;
     for (int i = 0; i < 3; i++)
         atomic_store_explicit(&s->m_tx[i], m[i], memory_order_release);
     atomic_store_explicit(&s->m_retries, r, memory_order_release);
+    atomic_store_explicit(&s->m_commits, c, memory_order_release);
     return WARD_ERR_OK;
 }
