@@ -84,7 +84,7 @@ grep -E "Latency|Requests/sec|Non-2xx" "$WORK/wrk.txt" || true
 # where the database pushed back: transactions run again (busy, serialization failures)
 for p in "invoice $PI" "accounting $PA" "payment $PP"; do
   set -- $p
-  echo "$1: $(curl -s "http://127.0.0.1:$2/metrics" | grep -E '^ward_store_(retries|transactions)_total' | tr '\n' ' ')"
+  echo "$1: $(curl -s "http://127.0.0.1:$2/metrics" | grep -E '^ward_store_(retries|transactions|commits)_total' | tr '\n' ' ')"
 done
 # CPU seconds each service used over the run (user + system), and per payment: where the
 # time goes

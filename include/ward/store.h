@@ -83,8 +83,13 @@ struct ward_param {
 
 /* How a transaction begins. WRITE: SQLite BEGIN IMMEDIATE on the one writer connection;
  * PostgreSQL SERIALIZABLE. READ: SQLite a deferred transaction on a reader; PostgreSQL
- * SERIALIZABLE READ ONLY. */
-enum ward_tx_mode { WARD_TX_READ = 0, WARD_TX_WRITE = 1 };
+ * SERIALIZABLE READ ONLY. WRITE_ROWS: a write whose correctness rests only on row locks
+ * and on statements that check the state they change (UPDATE ... WHERE the expected
+ * state, then its changed-row count; INSERT under a unique key), never on something it
+ * read staying true: PostgreSQL READ COMMITTED, so that transactions on different rows
+ * never fail to serialize because their index pages are near (SSI's false positives
+ * under load); SQLite the same as WRITE (its one writer serializes all writes). */
+enum ward_tx_mode { WARD_TX_READ = 0, WARD_TX_WRITE = 1, WARD_TX_WRITE_ROWS = 2 };
 
 /* The work of one transaction. Return OK to commit; any other error rolls back and is
  * returned by ward_store_tx; WARD_ERR_RETRY (or a statement that failed with it) rolls

@@ -175,6 +175,8 @@ static enum ward_err pg_begin(struct ward__conn *wc, enum ward_tx_mode mode)
 {
     struct pg_conn *c = (struct pg_conn *)wc;
     c->aborted = WARD_ERR_OK;
+    if (mode == WARD_TX_WRITE_ROWS)
+        return simple(c, "BEGIN ISOLATION LEVEL READ COMMITTED");
     return simple(c, mode == WARD_TX_READ ? "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY"
                                           : "BEGIN ISOLATION LEVEL SERIALIZABLE");
 }

@@ -178,7 +178,7 @@ static enum ward_err sqlite_begin(struct ward__conn *c, enum ward_tx_mode mode)
 {
     /* IMMEDIATE takes the write lock now, so a busy database shows at BEGIN (where the
      * runner retries cheaply) and never as a deadlock halfway through the work */
-    return run((struct sconn *)c, mode == WARD_TX_WRITE ? "BEGIN IMMEDIATE" : "BEGIN");
+    return run((struct sconn *)c, mode != WARD_TX_READ ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
 static enum ward_err sqlite_commit(struct ward__conn *c)

@@ -112,7 +112,7 @@ static int64_t now_ns(void)
 enum ward_err ward__conn_acquire(struct ward_store *s, enum ward_tx_mode mode,
                                  struct ward__conn **out)
 {
-    bool writer = s->kind == WARD_STORE_SQLITE && (mode == WARD_TX_WRITE || s->memory);
+    bool writer = s->kind == WARD_STORE_SQLITE && (mode != WARD_TX_READ || s->memory);
     struct ward__conn ***idle = writer ? &s->idle_w : &s->idle_r;
     size_t *n_idle = writer ? &s->n_idle_w : &s->n_idle_r;
     size_t *open = writer ? &s->open_w : &s->open_r;
@@ -257,7 +257,7 @@ static enum ward_err attempt(struct ward_store *s, enum ward_tx_mode mode, ward_
             err = s->ops->commit(c);
             if (err != WARD_ERR_OK)
                 s->ops->rollback(c); /* a refused commit may leave the transaction open */
-            else if (mode == WARD_TX_WRITE)
+            else if (mode != WARD_TX_READ)
                 ward__store_count(&s->m_commits);
         } else {
             s->ops->rollback(c);
@@ -279,7 +279,7 @@ static enum ward_err run_tx(struct ward_store *s, enum ward_tx_mode mode, ward_t
 
     ward_retry_state_init(&st);
     for (uint32_t n = 1;; n++) {
-        err = mode == WARD_TX_WRITE && s->grouped ? ward__group_tx(s, fn, arg, &began)
+        err = mode != WARD_TX_READ && s->grouped ? ward__group_tx(s, fn, arg, &began)
                                                   : attempt(s, mode, fn, arg, &began);
         if (err == WARD_ERR_STORE_DOWN && !began && !reconnected) {
             reconnected = true; /* a connection that died idle: once more, on a new one */
@@ -306,7 +306,8 @@ enum ward_err ward_store_tx(struct ward_store *s, enum ward_tx_mode mode, ward_t
 {
     enum ward_err err;
 
-    if (s == NULL || fn == NULL)
+    if (s == NULL || fn == NULL || (mode != WARD_TX_READ && mode != WARD_TX_WRITE &&
+                                    mode != WARD_TX_WRITE_ROWS))
         return WARD_ERR_INVAL;
     /* nothing runs on a schema that is not there yet */
     if (!atomic_load(&s->migrated) && (err = migrate(s)) != WARD_ERR_OK)

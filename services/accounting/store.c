@@ -255,14 +255,37 @@ struct moved {
     size_t first; /* the first entry naming it, for errors */
 };
 
-static int by_id(const void *a, const void *b)
-{
-    return strcmp(((const struct moved *)a)->id, ((const struct moved *)b)->id);
-}
-
 static struct ward_query q_account_for_post =
     WARD_QUERY("SELECT currency, balance FROM accounts WHERE id = $1");
 static struct ward_query q_set_balance = WARD_QUERY("UPDATE accounts SET balance = $2 WHERE id = $1");
+/* Takes the row's lock before it is read: under READ COMMITTED (WARD_TX_WRITE_ROWS) the
+ * balance read next is then the latest and stays so until the commit. */
+static struct ward_query q_lock_account =
+    WARD_QUERY("UPDATE accounts SET balance = balance WHERE id = $1");
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Locks the accounts entries name, each once, in one order for every transaction (no
+ * deadlock between two posts); an unknown account locks nothing and is reported later. */
+static enum ward_err lock_accounts(struct ward_tx *tx, const struct acct_entry *entries, size_t n)
+{
+    const char *ids[ACCT_MAX_ENTRIES];
+    for (size_t i = 0; i < n; i++)
+        ids[i] = entries[i].account_id;
+    qsort(ids, n, sizeof ids[0], by_text);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(ids[i], ids[i - 1]) == 0)
+            continue;
+        enum ward_err err =
+            ward_tx_exec(tx, &q_lock_account, (struct ward_param[]){WARD_P_TEXT(ids[i])}, 1, NULL);
+        if (err != WARD_ERR_OK)
+            return err;
+    }
+    return WARD_ERR_OK;
+}
 static struct ward_query q_insert_txn = WARD_QUERY(
     "INSERT INTO transactions (id, description, reversal_of, created_at, created_request_id)"
     " VALUES ($1, $2, $3, $4, $5)");
@@ -282,6 +305,9 @@ enum ward_err acct_post_entries(struct ward_tx *tx, const char *txn_id, const ch
     *problem = NULL;
     if (n > ACCT_MAX_ENTRIES)
         return WARD_ERR_INVAL;
+    err = lock_accounts(tx, entries, n);
+    if (err != WARD_ERR_OK)
+        return err;
     for (size_t i = 0; i < n; i++) {
         const struct acct_entry *e = &entries[i];
         size_t m = 0;
@@ -354,8 +380,6 @@ enum ward_err acct_post_entries(struct ward_tx *tx, const char *txn_id, const ch
     }
     if (*problem != NULL)
         return WARD_ERR_INVAL;
-    /* rows are locked in one order by every transaction: no deadlock between two posts */
-    qsort(moved, nmoved, sizeof moved[0], by_id);
     for (size_t m = 0; m < nmoved; m++) {
         if (moved[m].delta == 0)
             continue;

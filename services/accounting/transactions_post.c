@@ -285,7 +285,7 @@ void acct_transactions_post(struct ward_req *req, void *arg)
         goto out;
     }
     r->body = body;
-    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, post_fn, r);
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE_ROWS, post_fn, r);
     if (err == WARD_ERR_INVAL && r->problem != NULL) {
         /* a definite refusal, stored for the key so that a retry gets it again: the
          * transaction that found it rolled back with its claim, so claim anew (rare) */

@@ -107,7 +107,7 @@ void inv_invoices_post(struct ward_req *req, void *arg)
     c.id = id;
     c.created_at = created_at;
     c.location = location;
-    enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, create_fn, &c);
+    enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE_ROWS, create_fn, &c);
     if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
         ward_store_respond_error(req, err);
         goto out;

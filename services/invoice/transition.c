@@ -63,7 +63,7 @@ void inv_transition_run(struct ward_req *req, struct ward_service *svc,
     struct ward_idem *im = ward_service_idem(svc);
     struct ward_idem_claim claim = {0};
     struct run r = {.t = t, .im = im, .req = req, .claim = &claim};
-    enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE, run_fn, &r);
+    enum ward_err err = ward_store_tx(ward_service_store(svc), WARD_TX_WRITE_ROWS, run_fn, &r);
     if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
         ward_store_respond_error(req, err);
         goto out;

@@ -116,7 +116,7 @@ void pay_payments_post(struct ward_req *req, void *arg)
     snprintf(location, sizeof location, "/payments/%s", id);
     c.id = id;
     c.location = location;
-    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, create_fn, &c);
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE_ROWS, create_fn, &c);
     if (err != WARD_ERR_OK) { /* nothing committed, the key neither */
         ward_store_respond_error(req, err);
         goto out;

@@ -60,7 +60,7 @@ static enum ward_err claim_fn(struct ward_tx *tx, void *arg)
 static bool pass(struct pay_ctx *ctx, char (*ids)[WARD_ID_MAX])
 {
     struct claim c = {.ctx = ctx, .ids = ids};
-    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE, claim_fn, &c);
+    enum ward_err err = ward_store_tx(ctx->store, WARD_TX_WRITE_ROWS, claim_fn, &c);
     if (err != WARD_ERR_OK) {
         WARD_WARN(ctx->log, NULL, "recovery pass failed", WARD_S("error", ward_strerror(err)));
         return false;

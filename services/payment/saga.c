@@ -265,7 +265,7 @@ static bool run_step(struct pay_ctx *ctx, struct pay_row *row, bool *terminal)
     /* calling set by an earlier round (not this one's start) means it may have been sent */
     bool earlier_call = row->calling && !started_already(ctx, row);
     if (earlier_call || !row->calling)
-        err = ward_store_tx(ctx->store, WARD_TX_WRITE, begin_fn, &b);
+        err = ward_store_tx(ctx->store, WARD_TX_WRITE_ROWS, begin_fn, &b);
     else
         b.ours = true;
     if (err != WARD_ERR_OK || !b.ours) {
@@ -298,7 +298,7 @@ static bool run_step(struct pay_ctx *ctx, struct pay_row *row, bool *terminal)
         WARD_ERROR(ctx->log, NULL, "payment step refused after the point of no return",
                    WARD_S("payment_id", row->id), WARD_S("step", row->step),
                    WARD_S("detail", o.detail));
-    err = ward_store_tx(ctx->store, WARD_TX_WRITE, finish_fn, &f);
+    err = ward_store_tx(ctx->store, WARD_TX_WRITE_ROWS, finish_fn, &f);
     if (err != WARD_ERR_OK) /* the lease runs out and recovery runs the step again */
         WARD_WARN(ctx->log, NULL, "payment step outcome not recorded", WARD_S("payment_id", row->id),
                   WARD_S("step", row->step), WARD_S("error", ward_strerror(err)));
