@@ -3,14 +3,15 @@
 # invoice-service and accounting-service behind it, all on durable storage: SQLite files
 # (synchronous=FULL) or a throwaway PostgreSQL started here. wrk posts payments with
 # unique Idempotency-Keys for DURATION; then the script waits until no payment is
-# pending and counts the completed ones over the whole time (a 202 is not a payment).
+# pending and counts the completed ones from wrk's start to the moment the last payment
+# ended (its completed_at / failed_at; a 202 is not a payment).
 #   bench/payments.sh [sqlite|postgres] [DURATION_S] [CONNECTIONS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 MODE=${1:-sqlite}
 DURATION=${2:-10}
-CONNS=${3:-32}
+CONNS=${3:-64}
 for b in invoice-service accounting-service payment-service; do
   [ -x "$BIN/$b" ] || { echo "build first: make build" >&2; exit 1; }
 done
@@ -56,17 +57,20 @@ for p in $PI $PA $PP; do
 done
 
 start=$(date +%s.%N)
-wrk -t2 -c"$CONNS" -d"${DURATION}s" -s bench/payments.lua "http://127.0.0.1:$PP" > "$WORK/wrk.txt"
+wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/payments.lua "http://127.0.0.1:$PP" > "$WORK/wrk.txt"
 # How many times $1 occurs in $2 (grep finding none is no error here).
 occurrences() { grep -o "$1" <<<"$2" | wc -l || true; }
-# Pages through every payment: prints "pending completed failed".
+# Pages through every payment: prints "pending completed failed"; the moments payments
+# ended go to $WORK/ended.
 tally() {
   local cursor="" page p=0 c=0 f=0
+  : > "$WORK/ended"
   while :; do
     page=$(curl -s "http://127.0.0.1:$PP/payments?limit=100${cursor:+&cursor=$cursor}")
     p=$((p + $(occurrences '"status":"pending"' "$page")))
     c=$((c + $(occurrences '"status":"completed"' "$page")))
     f=$((f + $(occurrences '"status":"failed"' "$page")))
+    grep -o '"\(completed\|failed\)_at":"[^"]*"' <<<"$page" | cut -d'"' -f4 >> "$WORK/ended" || true
     cursor=$(sed -n 's/.*"next_cursor":"\([^"]*\)".*/\1/p' <<<"$page")
     [ -n "$cursor" ] || break
   done
@@ -78,9 +82,11 @@ for _ in $(seq 120); do
   [ "$pending" = 0 ] && break
   sleep 0.5
 done
-end=$(date +%s.%N)
+# the end is when the last payment ended (not when this tally finished paging)
+last=$(sort "$WORK/ended" | tail -1)
+end=$(date -d "$last" +%s.%N 2>/dev/null || date +%s.%N)
 echo "pending $pending, completed $completed, failed $failed"
-grep -E "Latency|Requests/sec|Non-2xx" "$WORK/wrk.txt" || true
+grep -E "Latency|Requests\/sec|Non-2xx| 50%| 99%" "$WORK/wrk.txt" || true
 # where the database pushed back: transactions run again (busy, serialization failures)
 for p in "invoice $PI" "accounting $PA" "payment $PP"; do
   set -- $p

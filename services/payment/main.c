@@ -8,7 +8,7 @@
 #include "pay.h"
 
 static struct pay_ctx ctx = {
-    .workers = 8,
+    .workers = 64, /* each waits on a downstream answer or a commit nearly all the time */
     .ledger_rate = 100,
     .ledger_burst = 100,
     .step_timeout = 2 * WARD_NS_PER_S,
