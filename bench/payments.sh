@@ -56,8 +56,12 @@ for p in $PI $PA $PP; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$p/ready" && break; sleep 0.1; done
 done
 
+# the machine's busy CPU time (all processes, jiffies): services, wrk, PostgreSQL, kernel
+busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+busy0=$(busy)
 start=$(date +%s.%N)
 wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency -s bench/payments.lua "http://127.0.0.1:$PP" > "$WORK/wrk.txt"
+busy1=$(busy) # the few payments still in flight finish in a moment
 # How many times $1 occurs in $2 (grep finding none is no error here).
 occurrences() { grep -o "$1" <<<"$2" | wc -l || true; }
 # Pages through every payment: prints "pending completed failed"; the moments payments
@@ -101,5 +105,7 @@ for i in 0 1 2; do
   awk -v n="${names[$i]}" -v u="$ut" -v s="$st" -v t="$tck" -v c="$completed" \
     'BEGIN { printf "%s-service cpu: %.2f s user, %.2f s system, %.0f us per payment\n", n, u / t, s / t, (u + s) / t * 1e6 / (c > 0 ? c : 1) }'
 done
+awk -v b="$((busy1 - busy0))" -v t="$tck" -v c="$completed" \
+  'BEGIN { printf "machine busy: %.2f CPU-s, %.0f us per payment (services, wrk, database server, kernel)\n", b / t, b / t * 1e6 / (c > 0 ? c : 1) }'
 awk -v c="$completed" -v s="$start" -v e="$end" -v m="$MODE" \
   'BEGIN { printf "%s: %d completed payments in %.1f s = %.0f payments/s\n", m, c, e - s, c / (e - s) }'
