@@ -7,6 +7,7 @@ set -euo pipefail
 build_pkgs=(gcc make cmake pkg-config libc6-dev curl util-linux
             libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
             libsqlite3-dev libpq-dev libssl-dev
+            libyaml-dev  # ward-gateway's config file; brings libyaml-0-2, the run-time part
             jq)  # jq: the curl walkthroughs in the docs read ids with it
 test_pkgs=(libcriterion-dev prometheus etcd-server postgresql)
 bench_pkgs=(wrk util-linux curl golang-go)
