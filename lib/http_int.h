@@ -15,6 +15,9 @@
 #define WARD_MAX_PARAMS 8
 #define WARD_MAX_SEGMENTS 16
 #define WARD_STATUS_SLOTS 600
+/* Longest request target kept: libmicrohttpd refuses a request line that does not fit
+ * its connection memory (32 KiB by default) long before this. */
+#define WARD_TARGET_MAX 65536
 
 struct ward_route {
     char *method;
@@ -64,6 +67,7 @@ struct ward_server {
     uint16_t port;
     struct ward_router router;
     struct ward_route unmatched; /* metrics label for 404/405/early errors */
+    struct ward_route fallback;  /* ward_server_fallback's handler; fn NULL when unset */
     struct ward_check *checks;
     size_t nchecks;
     struct ward_hook *hooks;
@@ -94,6 +98,8 @@ struct ward_req {
     struct ward_server *srv;
     struct MHD_Connection *conn;
     const char *method, *path; /* borrowed from libmicrohttpd */
+    char *target;              /* owned: the raw path and query, as sent */
+    bool begun;                /* the access handler has seen it (ward__req_begin) */
     struct ward_route *route;
     struct ward_param params[WARD_MAX_PARAMS];
     size_t nparams;
@@ -131,8 +137,13 @@ void ward__router_free(struct ward_router *r);
 void ward__route_free_params(struct ward_req *req);
 
 /* request.c */
+/* A request for the raw target uri (copied), made by libmicrohttpd's URI callback before
+ * the headers are parsed; NULL when out of memory. */
 struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *conn,
-                               const char *method, const char *path);
+                               const char *uri);
+/* Completes req on the access handler's first call, once the headers are in: method and
+ * path (borrowed from libmicrohttpd), clock, deadline, request id and trace. */
+void ward__req_begin(struct ward_req *req, const char *method, const char *path);
 /* Drops a reference; the last one frees the request. */
 void ward__req_unref(struct ward_req *req);
 /* Answers a framework-detected error of type: through the server's error renderer when

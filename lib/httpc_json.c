@@ -25,6 +25,20 @@ const char *ward_http_result_header(const struct ward_http_result *res, const ch
     return value;
 }
 
+void ward_http_result_headers(const struct ward_http_result *res, ward_http_header_fn fn,
+                              void *arg)
+{
+    if (res == NULL || fn == NULL || res->headers_ == NULL)
+        return;
+    const char *p = res->headers_, *end = p + res->headers_len_;
+    while (p < end) {
+        const char *v = p + strlen(p) + 1;
+        if (!fn(p, v, arg))
+            return;
+        p = v + strlen(v) + 1;
+    }
+}
+
 void ward_http_result_fini(struct ward_http_result *res)
 {
     if (res == NULL)

@@ -89,7 +89,10 @@ static enum ward_err make_layers(struct ward_rclient *rc, const struct ward_rcli
         l.clock = rc->clock;
         err = ward_limiter_new(&l, &rc->limiter);
     }
-    if (err == WARD_ERR_OK && s->breaker.enable) {
+    if (err == WARD_ERR_OK && s->breaker.enable && s->breaker.shared != NULL) {
+        rc->breaker = s->breaker.shared;
+    } else if (err == WARD_ERR_OK && s->breaker.enable) {
+        rc->owns_breaker = true;
         struct ward_breaker_settings br = s->breaker.settings;
         br.name = br.name != NULL ? br.name : rc->name;
         br.clock = rc->clock;
@@ -157,7 +160,8 @@ void ward_rclient_free(struct ward_rclient *rc)
         return;
     ward__rdisc_free(rc->disc);
     ward_budget_free(rc->budget);
-    ward_breaker_free(rc->breaker);
+    if (rc->owns_breaker)
+        ward_breaker_free(rc->breaker);
     ward_limiter_free(rc->limiter);
     ward_bulkhead_free(rc->bulkhead);
     if (rc->owns_httpc)
@@ -232,7 +236,7 @@ static enum ward_err export_layers(struct ward_rclient *rc, struct ward_metrics 
         err = ward_bulkhead_export(rc->bulkhead, reg);
     if (err == WARD_ERR_OK && rc->limiter != NULL)
         err = ward_limiter_export(rc->limiter, reg);
-    if (err == WARD_ERR_OK && rc->breaker != NULL)
+    if (err == WARD_ERR_OK && rc->breaker != NULL && rc->owns_breaker)
         err = ward_breaker_export(rc->breaker, reg);
     if (err == WARD_ERR_OK && rc->budget != NULL)
         err = ward_budget_export(rc->budget, reg);

@@ -46,6 +46,7 @@ struct ward_rclient {
     size_t base_len;
     struct ward_httpc *httpc;
     bool owns_httpc;
+    bool owns_breaker; /* false: settings.breaker.shared, someone else's */
     const struct ward_clock *clock;
     int64_t call_timeout;
     int64_t attempt_timeout; /* 0: the call's deadline */

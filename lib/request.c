@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <ward/clock.h>
 
@@ -11,23 +13,32 @@
 #include "random.h"
 
 struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *conn,
-                               const char *method, const char *path)
+                               const char *uri)
 {
     struct ward_req *req = calloc(1, sizeof *req);
     if (req == NULL)
         return NULL;
-    if (pthread_mutex_init(&req->lock, NULL) != 0) {
+    req->target = strndup(uri != NULL ? uri : "", WARD_TARGET_MAX);
+    if (req->target == NULL || pthread_mutex_init(&req->lock, NULL) != 0) {
+        free(req->target);
         free(req);
         return NULL;
     }
     req->srv = srv;
     req->conn = conn;
+    req->state = WARD_REQ_READING;
+    atomic_init(&req->refs, 1);
+    return req;
+}
+
+void ward__req_begin(struct ward_req *req, const char *method, const char *path)
+{
+    struct MHD_Connection *conn = req->conn;
+    req->begun = true;
     req->method = method;
     req->path = path;
     req->start = ward_clock_now(NULL);
-    req->deadline = req->start + srv->cfg.request_timeout;
-    req->state = WARD_REQ_READING;
-    atomic_init(&req->refs, 1);
+    req->deadline = req->start + req->srv->cfg.request_timeout;
 
     const char *rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (rid != NULL && ward__request_id_valid(rid))
@@ -38,7 +49,6 @@ struct ward_req *ward__req_new(struct ward_server *srv, struct MHD_Connection *c
                          MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "traceparent"));
     req->logctx.request_id = req->request_id;
     req->logctx.trace_id = req->trace.trace_id;
-    return req;
 }
 
 static void req_free(struct ward_req *req)
@@ -52,6 +62,7 @@ static void req_free(struct ward_req *req)
     }
     free(req->headers);
     free(req->body);
+    free(req->target);
     pthread_mutex_destroy(&req->lock);
     free(req);
 }
@@ -64,6 +75,7 @@ void ward__req_unref(struct ward_req *req)
 
 const char *ward_req_method(const struct ward_req *req) { return req->method; }
 const char *ward_req_path(const struct ward_req *req) { return req->path; }
+const char *ward_req_target(const struct ward_req *req) { return req->target; }
 const char *ward_req_id(const struct ward_req *req) { return req->request_id; }
 const char *ward_req_traceparent(const struct ward_req *req) { return req->trace.traceparent; }
 const struct ward_log_ctx *ward_req_log_ctx(const struct ward_req *req) { return &req->logctx; }
@@ -120,6 +132,47 @@ bool ward_req_query_nth(const struct ward_req *req, const char *name, size_t n,
 const char *ward_req_header(const struct ward_req *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+struct header_walk {
+    ward_header_fn fn;
+    void *arg;
+};
+
+static enum MHD_Result header_visit(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    struct header_walk *w = cls;
+    (void)kind;
+    if (key == NULL)
+        return MHD_YES;
+    return w->fn(key, value != NULL ? value : "", w->arg) ? MHD_YES : MHD_NO;
+}
+
+void ward_req_headers(const struct ward_req *req, ward_header_fn fn, void *arg)
+{
+    struct header_walk w = {.fn = fn, .arg = arg};
+    /* libmicrohttpd keeps the headers in a list in the order received, names as sent */
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, header_visit, &w);
+}
+
+void ward_req_client_addr(const struct ward_req *req, char *buf, size_t size)
+{
+    char text[INET6_ADDRSTRLEN] = "";
+    if (size == 0)
+        return;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci != NULL && ci->client_addr != NULL) {
+        const struct sockaddr *sa = ci->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, text,
+                      sizeof text);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, text,
+                      sizeof text);
+    }
+    snprintf(buf, size, "%s", text);
 }
 
 const char *ward_req_body(const struct ward_req *req, size_t *len)

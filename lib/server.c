@@ -90,6 +90,8 @@ enum ward_err ward_server_new(const struct ward_server_config *cfg, struct ward_
     srv->start_mono = ward_clock_now(NULL);
     srv->unmatched.pattern = (char *)(uintptr_t) "unmatched";
     srv->unmatched.method = (char *)(uintptr_t) "";
+    srv->fallback.pattern = (char *)(uintptr_t) "fallback";
+    srv->fallback.method = (char *)(uintptr_t) "";
     if (metrics != NULL) {
         static const char *const req_labels[] = {"route", "method", "status"};
         static const char *const dur_labels[] = {"route", "method"};
@@ -128,6 +130,16 @@ enum ward_err ward_server_route(struct ward_server *srv, const char *method, con
             err = WARD_ERR_NOMEM;
     }
     return err;
+}
+
+enum ward_err ward_server_fallback(struct ward_server *srv, ward_handler_fn fn, void *arg)
+{
+    /* the event-loop threads read it unlocked: it may not change under them */
+    if (srv == NULL || srv->daemon != NULL)
+        return WARD_ERR_INVAL;
+    srv->fallback.fn = fn;
+    srv->fallback.arg = fn != NULL ? arg : NULL;
+    return WARD_ERR_OK;
 }
 
 enum ward_err ward_server_add_check(struct ward_server *srv, const char *name, ward_check_fn fn,
@@ -169,21 +181,24 @@ static void count(struct ward_server *srv, struct ward_req *req, int64_t elapsed
 {
     req->counted = true;
     struct ward_route *rt = req->route != NULL ? req->route : &srv->unmatched;
+    /* "unmatched" and "fallback" are shared by every method, so only routes cache their
+     * children */
+    bool shared = rt == &srv->unmatched || rt == &srv->fallback;
+    const char *method = shared ? method_label(req->method) : rt->method;
     int status = req->status > 0 && req->status < WARD_STATUS_SLOTS ? req->status : 0;
     struct ward_metric *m = atomic_load_explicit(&rt->by_status[status], memory_order_acquire);
     if (m == NULL) {
         char code[8];
         snprintf(code, sizeof code, "%d", status);
-        const char *labels[] = {rt->pattern, req->route ? rt->method : method_label(req->method), code};
+        const char *labels[] = {rt->pattern, method, code};
         m = ward_metric_get(srv->m_requests, labels);
-        /* "unmatched" is shared by every method, so only routes cache the child */
-        if (req->route != NULL)
+        if (!shared)
             atomic_store_explicit(&rt->by_status[status], m, memory_order_release);
     }
     ward_counter_inc(m);
     struct ward_metric *d = rt->duration;
-    if (d == NULL && req->route == NULL) {
-        const char *labels[] = {rt->pattern, method_label(req->method)};
+    if (shared) {
+        const char *labels[] = {rt->pattern, method};
         d = ward_metric_get(srv->m_duration, labels);
     }
     ward_histogram_observe(d, (double)elapsed / 1e9);
@@ -198,22 +213,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req == NULL)
         return;
     *con_cls = NULL;
+    if (!req->begun) {
+        /* refused by libmicrohttpd before its headers were in: never counted in flight */
+        ward__req_unref(req);
+        return;
+    }
     int64_t elapsed = ward_clock_now(NULL) - req->start;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->state != WARD_REQ_QUEUED)
         req->status = 499; /* the client went away before an answer (nginx's convention) */
     if (srv->cfg.access_log && ward_log_enabled(srv->log, WARD_LOG_INFO)) {
-        char remote[INET6_ADDRSTRLEN] = "";
-        const union MHD_ConnectionInfo *ci =
-            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-        if (ci != NULL && ci->client_addr != NULL) {
-            const struct sockaddr *sa = ci->client_addr;
-            if (sa->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-                          remote, sizeof remote);
-            else if (sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                          remote, sizeof remote);
-        }
+        char remote[INET6_ADDRSTRLEN];
+        ward_req_client_addr(req, remote, sizeof remote);
         ward_log_write(srv->log, WARD_LOG_INFO, &req->logctx, "request",
                        WARD_S("method", req->method), WARD_S("path", req->path),
                        WARD_S("route", req->route ? req->route->pattern : ""),
@@ -257,10 +267,18 @@ static bool is_json_type(const char *ct)
 }
 
 /* Checks made on the headers alone, before any body is read: route, method, deadline
- * header, body size and media type. Answers (and returns false) on the first failure. */
+ * header, body size and media type. Answers (and returns false) on the first failure.
+ * With a fallback, every request that matches no route (wrong method on a routed path
+ * included) goes to it: no 404 or 405, and no media-type check, since the fallback
+ * forwards bodies it does not read. */
 static bool early_checks(struct ward_server *srv, struct ward_req *req)
 {
     enum ward_match m = ward__router_match(&srv->router, req);
+    if (m != WARD_MATCH_OK && srv->fallback.fn != NULL) {
+        ward__route_free_params(req);
+        req->route = &srv->fallback;
+        m = WARD_MATCH_OK;
+    }
     if (m == WARD_MATCH_NOT_FOUND) {
         ward__req_error(req, WARD_PROBLEM_NOT_FOUND, true, "no route for %s %s", req->method, req->path);
         return false;
@@ -296,7 +314,7 @@ static bool early_checks(struct ward_server *srv, struct ward_req *req)
                         length, (long long)srv->cfg.body_limit);
         return false;
     }
-    if ((length > 0 || te != NULL) && !srv->cfg.any_content_type &&
+    if ((length > 0 || te != NULL) && !srv->cfg.any_content_type && req->route != &srv->fallback &&
         !is_json_type(ward_req_header(req, "Content-Type"))) {
         ward__req_error(req, WARD_PROBLEM_UNSUPPORTED_MEDIA_TYPE, true,
                         "the body must be application/json");
@@ -368,12 +386,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct ward_server *srv = cls;
     struct ward_req *req = *con_cls;
-    (void)version;
-    if (req == NULL) {
-        req = ward__req_new(srv, conn, method, url);
-        if (req == NULL)
-            return MHD_NO;
-        *con_cls = req;
+    (void)conn, (void)version; /* req holds conn since on_uri */
+    if (req == NULL)
+        return MHD_NO; /* on_uri could not allocate it */
+    if (!req->begun) {
+        ward__req_begin(req, method, url);
         atomic_fetch_add(&srv->inflight, 1);
         if (srv->metrics != NULL)
             ward_gauge_add(srv->m_inflight, 1.0);
@@ -394,6 +411,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
     }
     return queue(srv, req);
+}
+
+/* Called once per request with its target as sent (path and query, undecoded), before the
+ * headers are parsed: the request is made here to keep that copy, and becomes *con_cls.
+ * NULL (out of memory) makes on_request close the connection. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    return ward__req_new(cls, conn, uri);
 }
 
 /* libmicrohttpd's own diagnostics go into the JSON log. */
@@ -429,6 +454,7 @@ enum ward_err ward_server_start(struct ward_server *srv)
         return WARD_ERR_SYSTEM;
     srv->daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv,
                                    MHD_OPTION_ARRAY, opts,
+                                   MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
                                    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                                    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
                                    MHD_OPTION_END);

@@ -1,6 +1,7 @@
-/* http.h — the HTTP server of libward over libmicrohttpd: routing, JSON bodies, request
- * IDs, trace context, deadlines, access log, metrics, /health, /ready, /metrics, handlers
- * that answer later, and graceful shutdown (DESIGN.md §3–5). */
+/* http.h — the HTTP server of libward over libmicrohttpd: routing (and a fallback for what
+ * no route takes), JSON bodies, request IDs, trace context, deadlines, access log, metrics,
+ * /health, /ready, /metrics, handlers that answer later, and graceful shutdown
+ * (DESIGN.md §3–5). */
 #ifndef WARD_HTTP_H
 #define WARD_HTTP_H
 
@@ -72,6 +73,19 @@ WARD_MUST_CHECK enum ward_err ward_server_new(const struct ward_server_config *c
 WARD_MUST_CHECK enum ward_err ward_server_route(struct ward_server *srv, const char *method,
                                                 const char *pattern, ward_handler_fn fn, void *arg);
 
+/* Answers every request that no route matches — any method, any path — with fn(req, arg)
+ * instead of the framework's 404 / 405 (the gateway forwards them). The request is a full
+ * ward_req (headers, body read and limited as for a route, deadline, request id, access
+ * log, suspend and answer from another thread). Metrics label it route="fallback". Set
+ * before ward_server_start; NULL fn restores 404/405. INVAL on NULL srv.
+ * A method no route has on a routed path also goes to fn (no 405): the fallback owns
+ * every method the server does not route itself (GET /health stays the health route,
+ * POST /health reaches fn). Bodies to fn may be of any media type
+ * (no 415: they are forwarded, not read); the body limit (413) and the deadline header
+ * (400) apply as for a route. INVAL too once the server is started. */
+WARD_MUST_CHECK enum ward_err ward_server_fallback(struct ward_server *srv, ward_handler_fn fn,
+                                                   void *arg);
+
 /* Adds a readiness check named name, run by each GET /ready. */
 WARD_MUST_CHECK enum ward_err ward_server_add_check(struct ward_server *srv, const char *name,
                                                     ward_check_fn fn, void *arg);
@@ -110,7 +124,11 @@ void ward_server_free(struct ward_server *srv);
 /* --- the request, valid from the handler's call until its response is sent --- */
 
 const char *ward_req_method(const struct ward_req *req);
+/* The path, percent-decoded, without the query. */
 const char *ward_req_path(const struct ward_req *req);
+/* The request target as the client sent it: the path and the query string, undecoded
+ * ("/a%20b/c?x=1&y=%2F"), for forwarding unchanged. Never NULL. */
+const char *ward_req_target(const struct ward_req *req);
 /* Value of path parameter {name}, or NULL. */
 const char *ward_req_param(const struct ward_req *req, const char *name);
 /* Value of query argument name (decoded), or NULL. */
@@ -122,6 +140,16 @@ bool ward_req_query_nth(const struct ward_req *req, const char *name, size_t n,
                         const char **value);
 /* Value of request header name (case-insensitive), or NULL. */
 const char *ward_req_header(const struct ward_req *req, const char *name);
+
+/* Calls fn(name, value, arg) for each request header, in the order received (names as
+ * sent); stops early when fn returns false. A header sent twice is seen twice. name and
+ * value are borrowed for the request's lifetime. */
+typedef bool (*ward_header_fn)(const char *name, const char *value, void *arg);
+void ward_req_headers(const struct ward_req *req, ward_header_fn fn, void *arg);
+
+/* The client's IP address as text ("127.0.0.1", "::1"; no port) into buf (NUL-terminated,
+ * truncated to size); "" when unknown. Nothing is written when size is 0. */
+void ward_req_client_addr(const struct ward_req *req, char *buf, size_t size);
 /* The raw body (not NUL-terminated; may be NULL when empty). */
 const char *ward_req_body(const struct ward_req *req, size_t *len);
 

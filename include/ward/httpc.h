@@ -119,6 +119,13 @@ WARD_MUST_CHECK enum ward_err ward_httpc_json(struct ward_httpc *c,
  * when repeated), or NULL. Borrowed from res until ward_http_result_fini. */
 const char *ward_http_result_header(const struct ward_http_result *res, const char *name);
 
+/* Calls fn(name, value, arg) for each response header in the order received (a repeated
+ * header once per line); stops early when fn returns false. For a proxy that forwards
+ * them. */
+typedef bool (*ward_http_header_fn)(const char *name, const char *value, void *arg);
+void ward_http_result_headers(const struct ward_http_result *res, ward_http_header_fn fn,
+                              void *arg);
+
 /* Frees what res holds and zeroes it; calling it twice is harmless. NULL is a no-op. */
 void ward_http_result_fini(struct ward_http_result *res);
 

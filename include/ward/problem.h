@@ -31,7 +31,9 @@
     X(IDEMPOTENCY_KEY_REUSED, "idempotency-key-reused", 422,                          \
       "Idempotency-Key reused with a different request")                              \
     X(IDEMPOTENCY_IN_FLIGHT, "idempotency-in-flight", 409,                            \
-      "A request with this Idempotency-Key is in progress")
+      "A request with this Idempotency-Key is in progress")                           \
+    X(UNAUTHORIZED, "unauthorized", 401, "Unauthorized")                              \
+    X(BAD_GATEWAY, "bad-gateway", 502, "Bad gateway")
 
 enum ward_problem_type {
 #define WARD__PROBLEM_ENUM(name, slug, status, title) WARD_PROBLEM_##name,

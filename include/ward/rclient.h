@@ -60,6 +60,10 @@ struct ward_rclient_settings {
                                                 * than 5 consecutive failures, open 60 s,
                                                 * 1 half-open probe; is_successful is not
                                                 * used: rc reports each outcome itself */
+        struct ward_breaker *shared; /* borrowed, must outlive rc: several clients guard
+                                      * one dependency with one breaker (a gateway's
+                                      * routes to one service), and settings is then
+                                      * ignored; its owner exports it; default NULL */
     } breaker;
     struct {
         bool enable;                    /* default true; false = one attempt per call */

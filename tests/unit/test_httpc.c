@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -486,6 +487,20 @@ Test(httpc, a_body_without_length_is_cut_at_the_limit)
     close(lfd);
 }
 
+struct seen_headers {
+    size_t n, stop_after;
+    bool retry_after, custom;
+};
+
+static bool see_header(const char *name, const char *value, void *arg)
+{
+    struct seen_headers *s = arg;
+    s->n++;
+    s->retry_after |= strcasecmp(name, "Retry-After") == 0 && strcmp(value, "7") == 0;
+    s->custom |= strcasecmp(name, "X-Custom") == 0 && strcmp(value, "v 1") == 0;
+    return s->stop_after == 0 || s->n < s->stop_after;
+}
+
 Test(httpc, response_headers_are_found_by_name_in_any_case)
 {
     struct ward_httpc *c = client_with(NULL);
@@ -501,6 +516,14 @@ Test(httpc, response_headers_are_found_by_name_in_any_case)
     cr_assert_not_null(ward_http_result_header(&res, "Content-Type"));
     cr_assert_null(ward_http_result_header(&res, "X-Absent"));
     cr_assert_null(ward_http_result_header(&res, "Retry"));
+    /* every header in turn, as received (what a proxy forwards) */
+    struct seen_headers sh = {0};
+    ward_http_result_headers(&res, see_header, &sh);
+    cr_assert(sh.retry_after && sh.custom, "%zu headers seen", sh.n);
+    cr_assert_geq(sh.n, 3);
+    struct seen_headers first = {.stop_after = 1};
+    ward_http_result_headers(&res, see_header, &first);
+    cr_assert_eq(first.n, 1, "stops when told");
     ward_http_result_fini(&res);
     cr_assert_null(ward_http_result_header(&res, "Retry-After"));
     ward_httpc_free(c);

@@ -58,6 +58,8 @@ Test(problem, every_type_has_its_stable_uri_title_and_status)
          "Idempotency-Key reused with a different request", 422},
         {WARD_PROBLEM_IDEMPOTENCY_IN_FLIGHT, "https://ward.dev/problems/idempotency-in-flight",
          "A request with this Idempotency-Key is in progress", 409},
+        {WARD_PROBLEM_UNAUTHORIZED, "https://ward.dev/problems/unauthorized", "Unauthorized", 401},
+        {WARD_PROBLEM_BAD_GATEWAY, "https://ward.dev/problems/bad-gateway", "Bad gateway", 502},
     };
 
     cr_assert_eq(sizeof want / sizeof want[0], (size_t)WARD_PROBLEM__COUNT,

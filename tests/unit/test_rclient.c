@@ -378,6 +378,44 @@ Test(rclient, a_breaker_that_opens_between_attempts_stops_the_retries)
     cr_assert_eq(fault_server_count(fs), 2);
 }
 
+/* Two clients guarding one dependency with one breaker: failures through one open it for
+ * the other, which then refuses without a request; the owner frees it, not the clients. */
+Test(rclient, clients_sharing_a_breaker_open_and_refuse_together)
+{
+    struct ward_breaker_settings bs;
+    ward_breaker_settings_default(&bs);
+    bs.name = "shared";
+    bs.clock = fc;
+    bs.ready_to_trip = two_in_a_row;
+    struct ward_breaker *br = NULL;
+    cr_assert_eq(ward_breaker_new(&bs, &br), WARD_ERR_OK);
+    struct ward_rclient_settings s;
+    base(&s);
+    s.retry.enable = false;
+    s.breaker.shared = br;
+    start(&s);
+    struct ward_rclient *other = NULL;
+    s.name = "dep2";
+    cr_assert_eq(ward_rclient_new(&s, &other), WARD_ERR_OK);
+    cr_assert_eq(ward_rclient_export(other, reg), WARD_ERR_OK, "the shared breaker is not exported twice");
+    cr_assert_eq(ward_rclient_breaker(other), br);
+    set((struct fault_mode){.kind = FAULT_STATUS, .status = 503});
+    cr_assert_eq(get(), WARD_ERR_HTTP_STATUS);
+    cr_assert_eq(get(), WARD_ERR_HTTP_STATUS);
+    size_t before = fault_server_count(fs);
+    struct ward_http_result r2 = {0};
+    cr_assert_eq(ward_rclient_call(other, &(struct ward_http_call){.url = "/x"}, &r2), WARD_ERR_OPEN);
+    ward_http_result_fini(&r2);
+    cr_assert_eq(fault_server_count(fs), before, "refused without a request");
+    ward_rclient_free(other);
+    ward_rclient_free(rc);
+    rc = NULL;
+    struct ward_breaker_stats st;
+    ward_breaker_stats(br, &st); /* still alive: the clients did not free it */
+    cr_assert_eq(st.state, WARD_BREAKER_OPEN);
+    ward_breaker_free(br);
+}
+
 /* Every request deposits and every retry withdraws: with 20 % and no floor, call k may
  * retry while retries + 1 <= k / 5, so 100 failing calls make exactly 20 retries. */
 Test(rclient, a_storm_of_failures_retries_no_more_than_the_budget)

@@ -1,0 +1,83 @@
+/* gateway.h — the insides of ward-gateway: the routes of the configuration made live
+ * (a resilient client per route, one breaker per upstream service, an inbound limiter per
+ * route), the proxy that answers every request the server does not route itself, and the
+ * admin listener. Requests never hold a thread: the proxy suspends them and the event
+ * loop (libcurl multi) answers them. */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <ward/breaker.h>
+#include <ward/http.h>
+#include <ward/keyed_limiter.h>
+#include <ward/loop.h>
+#include <ward/metrics.h>
+#include <ward/rclient.h>
+#include <ward/registry.h>
+#include <ward/service.h>
+
+#include "config.h"
+#include "keys.h"
+
+/* One upstream service: the breaker every route to it shares. */
+struct gw_upstream {
+    char *service; /* owned */
+    struct ward_breaker *breaker;
+    int64_t open_timeout_ns; /* for Retry-After while open */
+};
+
+/* One route, live. */
+struct gw_live_route {
+    const struct gw_route *route;      /* in the state's config */
+    struct gw_upstream *up;            /* in the state */
+    struct ward_rclient *rc;           /* discovery, retries, deadline, the shared breaker */
+    struct ward_keyed_limiter *limiter; /* per client; NULL when the route has no limit */
+    atomic_uint_fast64_t requests, faults;
+};
+
+/* What a configuration makes live; swapped whole on a reload, freed when the last request
+ * using it has ended. */
+struct gw_state {
+    struct gw_config *cfg;
+    struct gw_keys *keys; /* NULL: no --api-keys, every auth route answers 401 */
+    struct gw_live_route *routes;
+    size_t nroutes;
+    struct gw_upstream *ups;
+    size_t nups;
+    atomic_int refs;
+};
+
+struct gw_ctx {
+    struct ward_service *svc;
+    struct ward_log *log;
+    struct ward_metrics *metrics;
+    const char *config_path, *keys_path, *admin_listen; /* flags */
+    struct ward_registry *registry; /* NULL when there is no --registry */
+    struct ward_loop *loop;
+    struct ward_server *admin;
+    pthread_mutex_t state_lock; /* swapping and taking the state */
+    struct gw_state *state;
+    struct ward_metric *m_requests; /* ward_gateway_requests_total{route,result} family */
+};
+
+/* Makes cfg and keys live (both taken, also on failure). OK and *out; NOMEM, or INVAL
+ * when a client refuses its settings (logged). */
+WARD_MUST_CHECK enum ward_err gw_state_new(struct gw_ctx *ctx, struct gw_config *cfg,
+                                           struct gw_keys *keys, struct gw_state **out);
+/* The current state with a reference taken; gw_state_put gives it back. */
+struct gw_state *gw_state_get(struct gw_ctx *ctx);
+void gw_state_put(struct gw_state *st);
+
+/* The handler of every request no route of the server takes (arg: the gw_ctx). */
+void gw_proxy(struct ward_req *req, void *arg);
+
+/* The admin listener: GET /admin/status and GET /metrics on --admin-listen. */
+WARD_MUST_CHECK enum ward_err gw_admin_start(struct gw_ctx *ctx);
+void gw_admin_stop(struct gw_ctx *ctx);
+
+#endif

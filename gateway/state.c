@@ -1,0 +1,148 @@
+/* state.c — a configuration made live: one breaker per upstream service, and per route a
+ * resilient client (discovery through the registry's watch cache, its retry policy and
+ * timeout, the service's breaker) and an inbound limiter per client. A reload builds a
+ * new state and swaps it in; requests hold a reference to the state they started with. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <ward/log.h>
+
+#include "gateway.h"
+
+/* Trips at the route's number of consecutive failures. */
+static bool trip(const struct ward_breaker_counts *c, void *arg)
+{
+    return c->consecutive_failures >= (uint64_t)(uintptr_t)arg;
+}
+
+static void state_free(struct gw_state *st)
+{
+    if (st == NULL)
+        return;
+    for (size_t i = 0; i < st->nroutes; i++) {
+        ward_rclient_free(st->routes[i].rc);
+        ward_keyed_limiter_free(st->routes[i].limiter);
+    }
+    for (size_t i = 0; i < st->nups; i++) {
+        ward_breaker_free(st->ups[i].breaker);
+        free(st->ups[i].service);
+    }
+    free(st->routes);
+    free(st->ups);
+    gw_config_free(st->cfg);
+    gw_keys_free(st->keys);
+    free(st);
+}
+
+/* The upstream of service, made on first sight with r's breaker settings (the
+ * configuration guarantees that every route to a service agrees on them). */
+static enum ward_err upstream(struct gw_state *st, const struct gw_route *r,
+                              struct gw_upstream **out)
+{
+    for (size_t i = 0; i < st->nups; i++)
+        if (strcmp(st->ups[i].service, r->service) == 0) {
+            *out = &st->ups[i];
+            return WARD_ERR_OK;
+        }
+    struct gw_upstream *u = &st->ups[st->nups];
+    struct ward_breaker_settings bs;
+    gw_breaker_settings(r, &bs);
+    bs.name = r->service;
+    bs.ready_to_trip = trip;
+    bs.arg = (void *)(uintptr_t)r->breaker.failures;
+    u->service = strdup(r->service);
+    if (u->service == NULL)
+        return WARD_ERR_NOMEM;
+    enum ward_err err = ward_breaker_new(&bs, &u->breaker);
+    if (err != WARD_ERR_OK) {
+        free(u->service);
+        return err;
+    }
+    u->open_timeout_ns = r->breaker.open_timeout_ns;
+    st->nups++;
+    *out = u;
+    return WARD_ERR_OK;
+}
+
+static enum ward_err live_route(struct gw_ctx *ctx, struct gw_state *st, const struct gw_route *r,
+                                struct gw_live_route *lr)
+{
+    lr->route = r;
+    enum ward_err err = upstream(st, r, &lr->up);
+    if (err != WARD_ERR_OK)
+        return err;
+    struct ward_rclient_settings s;
+    ward_rclient_settings_default(&s);
+    s.name = r->prefix; /* labels the route's client metrics */
+    s.call_timeout_ns = r->timeout_ns;
+    s.breaker.shared = lr->up->breaker;
+    s.retry.policy = r->retry;
+    s.retry.enable = r->retry.max_attempts > 1;
+    s.bulkhead.settings.max_concurrent = 10000; /* the event loop holds them cheaply */
+    if (ctx->registry != NULL) {
+        s.discovery.registry = ctx->registry;
+        s.discovery.service = r->service;
+    } else {
+        s.base_url = "http://127.0.0.1:1"; /* no registry: every call is refused */
+    }
+    err = ward_rclient_new(&s, &lr->rc);
+    if (err != WARD_ERR_OK) {
+        WARD_ERROR(ctx->log, NULL, "route client refused", WARD_S("prefix", r->prefix),
+                   WARD_S("error", ward_strerror(err)));
+        return err;
+    }
+    if (r->limit.rate > 0) {
+        struct ward_keyed_limiter_settings ks;
+        ward_keyed_limiter_settings_default(&ks);
+        ks.name = r->prefix;
+        ks.limit = r->limit.rate;
+        ks.burst = r->limit.burst;
+        err = ward_keyed_limiter_new(&ks, &lr->limiter);
+    }
+    return err;
+}
+
+enum ward_err gw_state_new(struct gw_ctx *ctx, struct gw_config *cfg, struct gw_keys *keys,
+                           struct gw_state **out)
+{
+    enum ward_err err = WARD_ERR_NOMEM;
+    struct gw_state *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        gw_config_free(cfg);
+        gw_keys_free(keys);
+        return err;
+    }
+    st->cfg = cfg;
+    st->keys = keys;
+    atomic_init(&st->refs, 1);
+    st->routes = calloc(cfg->nroutes, sizeof *st->routes);
+    st->ups = calloc(cfg->nroutes, sizeof *st->ups); /* at most one per route */
+    if (st->routes == NULL || st->ups == NULL)
+        goto fail;
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        err = live_route(ctx, st, &cfg->routes[i], &st->routes[i]);
+        st->nroutes = i + 1; /* freed with the rest, whatever it holds */
+        if (err != WARD_ERR_OK)
+            goto fail;
+    }
+    *out = st;
+    return WARD_ERR_OK;
+fail:
+    state_free(st);
+    return err;
+}
+
+struct gw_state *gw_state_get(struct gw_ctx *ctx)
+{
+    pthread_mutex_lock(&ctx->state_lock);
+    struct gw_state *st = ctx->state;
+    atomic_fetch_add(&st->refs, 1);
+    pthread_mutex_unlock(&ctx->state_lock);
+    return st;
+}
+
+void gw_state_put(struct gw_state *st)
+{
+    if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1)
+        state_free(st);
+}
