@@ -59,6 +59,8 @@ struct gw_ctx {
     const char *config_path, *keys_path, *admin_listen; /* flags */
     struct ward_registry *registry; /* NULL when there is no --registry */
     struct ward_loop *loop;
+    pthread_rwlock_t loop_lock; /* calls start under it (read); the stop takes it (write) */
+    bool stopping;              /* under loop_lock: the loop is going, answer 503 */
     struct ward_server *admin;
     pthread_mutex_t state_lock; /* swapping and taking the state */
     struct gw_state *state;

@@ -196,6 +196,7 @@ static void done(enum ward_err err, struct ward_http_result *res, void *arg)
         ward_req_fail(req, WARD_PROBLEM_DEADLINE_EXCEEDED, "%s did not answer within the route's time",
                       service);
         break;
+    case WARD_ERR_STATE: /* the loop stopped under the call */
     case WARD_ERR_UNAVAILABLE:
     case WARD_ERR_BULKHEAD_FULL:
     case WARD_ERR_BUDGET_EXHAUSTED:
@@ -204,7 +205,7 @@ static void done(enum ward_err err, struct ward_http_result *res, void *arg)
         ratelimit_headers(p);
         ward_req_fail(req, WARD_PROBLEM_UNAVAILABLE, "%s: %s", service, ward_strerror(err));
         break;
-    default: /* CONNECT, TRANSPORT, TOO_LARGE, STATE (shutting down), NOMEM */
+    default: /* CONNECT, TRANSPORT, TOO_LARGE, NOMEM */
         ratelimit_headers(p);
         ward_req_fail(req, WARD_PROBLEM_BAD_GATEWAY, "%s: %s", service, ward_strerror(err));
         break;
@@ -216,6 +217,14 @@ static void done(enum ward_err err, struct ward_http_result *res, void *arg)
 static void start_call(void *arg)
 {
     struct pending *p = arg;
+    pthread_rwlock_rdlock(&p->ctx->loop_lock);
+    if (p->ctx->stopping) {
+        pthread_rwlock_unlock(&p->ctx->loop_lock);
+        set_header(p->req, "Retry-After", "1");
+        ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "the gateway is stopping");
+        pending_free(p);
+        return;
+    }
     size_t len = 0;
     const char *body = ward_req_body(p->req, &len);
     struct ward_http_call call = {
@@ -231,6 +240,7 @@ static void start_call(void *arg)
         .idempotency_key = ward_req_header(p->req, "Idempotency-Key"),
     };
     enum ward_err err = ward_rclient_call_async(p->lr->rc, p->ctx->loop, &call, done, p);
+    pthread_rwlock_unlock(&p->ctx->loop_lock);
     if (err != WARD_ERR_OK) { /* done will not run */
         ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "the gateway is shutting down");
         pending_free(p);
@@ -346,7 +356,11 @@ void gw_proxy(struct ward_req *req, void *arg)
     ward_req_suspend(req);
     if (chance(r->fault.delay_percent) && r->fault.delay_ns > 0) {
         atomic_fetch_add(&p->lr->faults, 1);
-        if (ward_loop_after(ctx->loop, r->fault.delay_ns, start_call, p) == WARD_ERR_OK)
+        pthread_rwlock_rdlock(&ctx->loop_lock);
+        bool later = !ctx->stopping &&
+                     ward_loop_after(ctx->loop, r->fault.delay_ns, start_call, p) == WARD_ERR_OK;
+        pthread_rwlock_unlock(&ctx->loop_lock);
+        if (later)
             return;
     }
     start_call(p);

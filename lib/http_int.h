@@ -72,6 +72,8 @@ struct ward_server {
     size_t nchecks;
     struct ward_hook *hooks;
     size_t nhooks;
+    struct ward_hook *drained; /* run after the drain, before the daemon stops */
+    size_t ndrained;
     atomic_bool draining; /* health says 503 */
     atomic_bool closing;  /* responses say Connection: close */
     atomic_long inflight; /* requests begun and not completed */

@@ -156,14 +156,24 @@ enum ward_err ward_server_add_check(struct ward_server *srv, const char *name, w
     return WARD_ERR_OK;
 }
 
-enum ward_err ward_server_on_shutdown(struct ward_server *srv, ward_shutdown_fn fn, void *arg)
+static enum ward_err add_hook(struct ward_hook **hooks, size_t *n, ward_shutdown_fn fn, void *arg)
 {
-    struct ward_hook *grown = realloc(srv->hooks, (srv->nhooks + 1) * sizeof *grown);
+    struct ward_hook *grown = realloc(*hooks, (*n + 1) * sizeof *grown);
     if (grown == NULL)
         return WARD_ERR_NOMEM;
-    srv->hooks = grown;
-    srv->hooks[srv->nhooks++] = (struct ward_hook){.fn = fn, .arg = arg};
+    *hooks = grown;
+    (*hooks)[(*n)++] = (struct ward_hook){.fn = fn, .arg = arg};
     return WARD_ERR_OK;
+}
+
+enum ward_err ward_server_on_shutdown(struct ward_server *srv, ward_shutdown_fn fn, void *arg)
+{
+    return add_hook(&srv->hooks, &srv->nhooks, fn, arg);
+}
+
+enum ward_err ward_server_on_drained(struct ward_server *srv, ward_shutdown_fn fn, void *arg)
+{
+    return add_hook(&srv->drained, &srv->ndrained, fn, arg);
 }
 
 /* Methods outside this list are counted as "other", so that a client cannot grow the
@@ -544,6 +554,9 @@ static int shutdown_with(struct ward_server *srv, const sigset_t *sigs)
         if (wait_signal(sigs, 10 * WARD_NS_PER_MS))
             second_signal(srv);
     }
+    /* what may still answer requests stops while their answers can still go out */
+    for (size_t i = 0; i < srv->ndrained; i++)
+        srv->drained[i].fn(srv->drained[i].arg);
     long left = atomic_load(&srv->inflight);
     /* the watchdog first: it must not resume a connection of a stopped daemon */
     ward__watchdog_stop(srv);
@@ -589,5 +602,6 @@ void ward_server_free(struct ward_server *srv)
         free(srv->checks[i].name);
     free(srv->checks);
     free(srv->hooks);
+    free(srv->drained);
     free(srv);
 }

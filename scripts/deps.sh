@@ -10,7 +10,7 @@ build_pkgs=(gcc make cmake pkg-config libc6-dev curl util-linux
             libyaml-dev  # ward-gateway's config file; brings libyaml-0-2, the run-time part
             jq)  # jq: the curl walkthroughs in the docs read ids with it
 test_pkgs=(libcriterion-dev prometheus etcd-server postgresql)
-bench_pkgs=(wrk util-linux curl golang-go)
+bench_pkgs=(wrk util-linux curl golang-go nginx-light haproxy)  # the last two: bench/gateway.sh
 
 want=("${build_pkgs[@]}")
 case "${1:-run}" in

@@ -94,6 +94,12 @@ WARD_MUST_CHECK enum ward_err ward_server_add_check(struct ward_server *srv, con
 WARD_MUST_CHECK enum ward_err ward_server_on_shutdown(struct ward_server *srv, ward_shutdown_fn fn,
                                                       void *arg);
 
+/* Adds a hook run after the drain (in-flight requests answered, or the drain timeout
+ * passed) and before the server stops: the place to stop what may still answer requests
+ * from other threads (an event loop), while its answers can still go out. */
+WARD_MUST_CHECK enum ward_err ward_server_on_drained(struct ward_server *srv,
+                                                     ward_shutdown_fn fn, void *arg);
+
 /* Binds and starts serving. SYSTEM when the address cannot be bound (logged). */
 WARD_MUST_CHECK enum ward_err ward_server_start(struct ward_server *srv);
 

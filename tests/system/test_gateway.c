@@ -4,8 +4,10 @@
  * API keys (401 without or with an unknown key); the inbound limit per client with its
  * RateLimit headers and 429; the breaker opening on a dead upstream and the fallback
  * answered at once without a call, configured body included; a config error with its
- * line; /admin/status on the admin listener only. */
+ * line; /admin/status on the admin listener only; SIGHUP reloading a good file, refusing
+ * a bad one with its line, a kept-alive connection serving across both. */
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,4 +279,64 @@ Test(gateway, a_bad_config_is_refused_at_start_with_its_line)
     cr_assert_not_null(strstr(err, "timeot"), "%s", err);
     free(out);
     free(err);
+}
+
+/* One request on an open connection (keep-alive): its status. */
+static int on_conn(int fd, const char *path)
+{
+    char req[256];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s",
+                     path, strlen(CALC), CALC);
+    cr_assert(h_send(fd, req, (size_t)n));
+    return h_read_response(fd, 5000, NULL);
+}
+
+/* Polls (bounded) until path answers want through a fresh connection. */
+static bool eventually(const char *path, long want)
+{
+    for (int i = 0; i < 100; i++) {
+        struct h_resp r;
+        cr_assert(h_http(gw->port, "POST", path, json_ct, CALC, strlen(CALC), &r));
+        long got = r.status;
+        h_resp_free(&r);
+        if (got == want)
+            return true;
+        h_sleep_ms(50);
+    }
+    return false;
+}
+
+Test(gateway, sighup_reloads_a_good_config_refuses_a_bad_one_and_keeps_connections)
+{
+    start_zakat();
+    start("routes:\n  - prefix: /z\n    service: zakat-service\n    rewrite: \"\"\n", NULL,
+          dead_port());
+    int fd = h_connect(gw->port);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(on_conn(fd, "/z/calculate"), 200);
+
+    char cfg[128];
+    write_file("gateway.yaml", "routes:\n  - prefix: /y\n    service: zakat-service\n    rewrite: \"\"\n",
+               cfg, sizeof cfg);
+    h_signal(gw, SIGHUP);
+    cr_assert(eventually("/y/calculate", 200), "the new route never came");
+    cr_assert(eventually("/z/calculate", 404), "the old route stayed");
+    /* the connection opened before the reload still works, with the new routes */
+    cr_assert_eq(on_conn(fd, "/y/calculate"), 200);
+
+    write_file("gateway.yaml", "routes:\n  - prefix: /x\n    service: zakat-service\n    bogus: 1\n",
+               cfg, sizeof cfg);
+    h_signal(gw, SIGHUP);
+    char want[160];
+    snprintf(want, sizeof want, "%s:4:", cfg);
+    json_t *line = h_log_wait(gw, "reload refused", 5000);
+    cr_assert_not_null(line, "no refusal logged");
+    cr_assert_not_null(strstr(json_string_value(json_object_get(line, "error")), want), "%s",
+                       json_string_value(json_object_get(line, "error")));
+    json_decref(line);
+    cr_assert_eq(on_conn(fd, "/y/calculate"), 200, "the configuration in use stays");
+    close(fd);
+    cr_assert_eq(h_stop(gw, 10000), 0);
 }

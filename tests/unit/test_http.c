@@ -150,12 +150,20 @@ static enum ward_health db_check(void *arg, char *out, size_t size)
 }
 
 static int db_down;
-static int hook_runs;
+static int hook_runs, drained_runs, drained_after_hook;
 
 static void hook(void *arg)
 {
     (void)arg;
     hook_runs++;
+}
+
+/* After the drain: the shutdown hooks ran before it, and the server still serves. */
+static void drained(void *arg)
+{
+    (void)arg;
+    drained_runs++;
+    drained_after_hook = hook_runs;
 }
 
 static void setup(void)
@@ -175,6 +183,7 @@ static void setup(void)
     cr_assert_eq(ward_server_route(srv, "GET", "/hang", hang_handler, NULL), WARD_ERR_OK);
     cr_assert_eq(ward_server_add_check(srv, "database", db_check, &db_down), WARD_ERR_OK);
     cr_assert_eq(ward_server_on_shutdown(srv, hook, NULL), WARD_ERR_OK);
+    cr_assert_eq(ward_server_on_drained(srv, drained, NULL), WARD_ERR_OK);
     cr_assert_eq(ward_server_start(srv), WARD_ERR_OK);
     cr_assert_neq(ward_server_port(srv), 0);
 }
@@ -279,6 +288,8 @@ Test(http, shutdown_runs_hooks_and_drains)
     cr_assert_eq(ward_server_draining(srv), false);
     cr_assert_eq(ward_server_shutdown(srv), 0);
     cr_assert_eq(hook_runs, 1);
+    cr_assert_eq(drained_runs, 1, "the drained hook runs once");
+    cr_assert_eq(drained_after_hook, 1, "after the shutdown hooks");
     cr_assert(ward_server_draining(srv));
 }
 
