@@ -50,7 +50,7 @@ struct gw_route {
     char *service; /* owned; the registry service name */
     char *rewrite; /* owned; replaces the prefix upstream: "" strips it; NULL keeps the
                     * path unchanged */
-    int64_t timeout_ns;             /* per attempt; default 5 s */
+    int64_t timeout_ns;             /* the whole call, retries included; default 5 s */
     struct ward_retry_policy retry; /* ward_retry_policy_default with 2 attempts, 50 ms */
     struct gw_limit limit;
     struct gw_breaker breaker;

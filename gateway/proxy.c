@@ -217,9 +217,10 @@ static void done(enum ward_err err, struct ward_http_result *res, void *arg)
 static void start_call(void *arg)
 {
     struct pending *p = arg;
-    pthread_rwlock_rdlock(&p->ctx->loop_lock);
-    if (p->ctx->stopping) {
-        pthread_rwlock_unlock(&p->ctx->loop_lock);
+    struct gw_ctx *ctx = p->ctx; /* p may be gone as soon as the call started */
+    pthread_rwlock_rdlock(&ctx->loop_lock);
+    if (ctx->stopping) {
+        pthread_rwlock_unlock(&ctx->loop_lock);
         set_header(p->req, "Retry-After", "1");
         ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "the gateway is stopping");
         pending_free(p);
@@ -239,8 +240,8 @@ static void start_call(void *arg)
         .traceparent = ward_req_traceparent(p->req),
         .idempotency_key = ward_req_header(p->req, "Idempotency-Key"),
     };
-    enum ward_err err = ward_rclient_call_async(p->lr->rc, p->ctx->loop, &call, done, p);
-    pthread_rwlock_unlock(&p->ctx->loop_lock);
+    enum ward_err err = ward_rclient_call_async(p->lr->rc, ctx->loop, &call, done, p);
+    pthread_rwlock_unlock(&ctx->loop_lock);
     if (err != WARD_ERR_OK) { /* done will not run */
         ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "the gateway is shutting down");
         pending_free(p);

@@ -416,8 +416,10 @@ struct fault_server *fault_server_start(void)
         goto fail;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     sa.sin_port = 0;
+    /* poll(), not select(): the test process may hold more than FD_SETSIZE fds (a test
+     * keeping thousands of client connections open), and select() cannot serve those */
     fs->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD |
-                                      MHD_USE_THREAD_PER_CONNECTION,
+                                      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL,
                                   0, NULL, NULL, handle, fs, MHD_OPTION_SOCK_ADDR, &sa,
                                   MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_END);
     if (fs->daemon == NULL)
