@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the local stack in the foreground: ward-registry, then each service registered
-# in it. Ctrl-C reaches the services directly (they share this terminal's process group)
+# in it, then ward-gateway in front of them (127.0.0.1:8080). Ctrl-C reaches the services directly (they share this terminal's process group)
 # and they shut down gracefully, deregistering first; the registry, in a session of its
 # own, is stopped last, once they are gone. SIGTERM to this script does the same.
 # Databases are SQLite files under $WARD_DATA (default ./data).
@@ -35,6 +35,9 @@ services+=($!)
 services+=($!)
 # payment-service calls the two above by name through the registry, so it comes after them.
 "$BIN/payment-service" --registry "$REGISTRY_URL" --db "sqlite://$DATA/payment-service.db" &
+services+=($!)
+# the single entry point: :8080, its built-in routes (/api/...), admin on :9901
+"$BIN/ward-gateway" --registry "$REGISTRY_URL" &
 services+=($!)
 
 # Ctrl-C already went to every service; a second signal would make them exit at once.
