@@ -86,6 +86,8 @@ struct ward_server {
     pthread_mutex_t wd_lock;
     pthread_cond_t wd_cond;
     struct ward_req *wd_head; /* suspended requests, unordered */
+    int64_t wd_wake;          /* when the watchdog wakes next (INT64_MAX: not before a
+                               * signal); a request due later needs no signal */
 };
 
 enum ward_req_state {

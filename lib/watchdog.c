@@ -1,6 +1,7 @@
 /* watchdog.c — gives up on suspended requests whose deadline passed: one thread per server
  * sleeps until the earliest deadline and answers 504 in the handler's stead (the handler's
- * own answer, when it comes, is then dropped). */
+ * own answer, when it comes, is then dropped). It is woken only by a request due before
+ * it would wake anyway. */
 #include <time.h>
 
 #include <ward/clock.h>
@@ -34,6 +35,7 @@ static void *watch(void *arg)
             pthread_mutex_lock(&srv->wd_lock);
             continue;
         }
+        srv->wd_wake = next;
         if (next == INT64_MAX) {
             pthread_cond_wait(&srv->wd_cond, &srv->wd_lock);
         } else {
@@ -57,6 +59,7 @@ enum ward_err ward__watchdog_start(struct ward_server *srv)
         return WARD_ERR_SYSTEM;
     }
     srv->wd_stop = false;
+    srv->wd_wake = INT64_MAX; /* until the thread has looked once, every add wakes it */
     /* the thread must not take the signals meant for the server */
     if (ward_thread_start(&srv->wd_thread, watch, srv) != WARD_ERR_OK) {
         pthread_mutex_destroy(&srv->wd_lock);
@@ -90,7 +93,12 @@ void ward__watchdog_add(struct ward_server *srv, struct ward_req *req)
         srv->wd_head->wd_prev = req;
     srv->wd_head = req;
     req->wd_linked = true;
-    pthread_cond_signal(&srv->wd_cond);
+    /* only a deadline before the watchdog's next look needs it awake now: sparing the
+     * wake-up (and the scan) for every other suspended request */
+    if (req->deadline < srv->wd_wake) {
+        srv->wd_wake = req->deadline;
+        pthread_cond_signal(&srv->wd_cond);
+    }
     pthread_mutex_unlock(&srv->wd_lock);
 }
 

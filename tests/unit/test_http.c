@@ -293,6 +293,34 @@ Test(http, shutdown_runs_hooks_and_drains)
     cr_assert(ward_server_draining(srv));
 }
 
+static void *hang_long(void *arg)
+{
+    call_with("GET", "/hang", NULL, "X-Request-Timeout-Ms: 2500", arg);
+    return NULL;
+}
+
+/* The watchdog sleeps until the earliest deadline and is woken only by an earlier one:
+ * a short deadline after a long one still ends on time. */
+Test(http, a_shorter_deadline_after_a_longer_one_still_ends_on_time)
+{
+    struct reply first, r;
+    pthread_t t;
+    hung = NULL;
+    cr_assert_eq(pthread_create(&t, NULL, hang_long, &first), 0);
+    for (int i = 0; i < 200 && __atomic_load_n(&hung, __ATOMIC_ACQUIRE) == NULL; i++)
+        usleep(10 * 1000); /* the first request is suspended, its watchdog asleep */
+    cr_assert_not_null(hung);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    call_with("GET", "/hang", NULL, "X-Request-Timeout-Ms: 100", &r);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_eq(r.status, 504, "%s", r.body);
+    cr_assert(took < 1.5, "the 100 ms deadline waited for the 2.5 s one: %f s", took);
+    pthread_join(t, NULL);
+    cr_assert_eq(first.status, 504);
+}
+
 Test(http, metrics_count_by_route)
 {
     struct reply r;
