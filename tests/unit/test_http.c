@@ -310,6 +310,7 @@ Test(http, a_shorter_deadline_after_a_longer_one_still_ends_on_time)
     for (int i = 0; i < 200 && __atomic_load_n(&hung, __ATOMIC_ACQUIRE) == NULL; i++)
         usleep(10 * 1000); /* the first request is suspended, its watchdog asleep */
     cr_assert_not_null(hung);
+    struct ward_req *long_one = hung;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     call_with("GET", "/hang", NULL, "X-Request-Timeout-Ms: 100", &r);
@@ -319,6 +320,9 @@ Test(http, a_shorter_deadline_after_a_longer_one_still_ends_on_time)
     cr_assert(took < 1.5, "the 100 ms deadline waited for the 2.5 s one: %f s", took);
     pthread_join(t, NULL);
     cr_assert_eq(first.status, 504);
+    /* the handlers' late answers are dropped, and release the requests */
+    ward_req_respond(hung, 200, "application/json", "{}", 2);
+    ward_req_respond(long_one, 200, "application/json", "{}", 2);
 }
 
 Test(http, metrics_count_by_route)
