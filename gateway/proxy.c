@@ -249,15 +249,12 @@ static void start_call(void *arg)
 }
 
 /* The client's identity for its rate limit: its key's name, else its address. */
-static void identity(struct ward_req *req, const char *key_name, char *buf, size_t size)
+static void identity(const char *key_name, const char *addr, char *buf, size_t size)
 {
     if (key_name != NULL)
         snprintf(buf, size, "key:%s", key_name);
-    else {
-        char addr[64];
-        ward_req_client_addr(req, addr, sizeof addr);
+    else
         snprintf(buf, size, "addr:%s", addr);
-    }
 }
 
 /* Takes a token for the client; false when the request was answered 429. */
@@ -320,28 +317,31 @@ void gw_proxy(struct ward_req *req, void *arg)
 
     const char *key_name = NULL;
     if (r->auth) {
-        key_name = gw_keys_find(p->st->keys, presented_key(req));
+        const char *presented = presented_key(req);
+        key_name = gw_keys_find(p->st->keys, presented);
         if (key_name == NULL) {
             set_header(req, "WWW-Authenticate", "Bearer");
             ward_req_fail(req, WARD_PROBLEM_UNAUTHORIZED, "%s",
-                          presented_key(req) == NULL ? "this route needs an API key (X-API-Key)"
-                                                     : "unknown API key");
+                          presented == NULL ? "this route needs an API key (X-API-Key)"
+                                            : "unknown API key");
             goto drop;
         }
         p->drop_auth = true;
     }
-    char who[GW_KEY_NAME_MAX + 72];
-    identity(req, key_name, who, sizeof who);
-    if (p->lr->limiter != NULL && !admit(p, who))
-        goto drop;
+    char addr[64]; /* for the limit's identity and X-Forwarded-For: looked up once */
+    ward_req_client_addr(req, addr, sizeof addr);
+    if (p->lr->limiter != NULL) {
+        char who[GW_KEY_NAME_MAX + 72];
+        identity(key_name, addr, who, sizeof who);
+        if (!admit(p, who))
+            goto drop;
+    }
     if (chance(r->fault.abort_percent)) {
         atomic_fetch_add(&p->lr->faults, 1);
         respond_status_problem(req, r->fault.abort_status, "fault injected by the gateway");
         goto drop;
     }
 
-    char addr[64];
-    ward_req_client_addr(req, addr, sizeof addr);
     const char *xff = ward_req_header(req, "X-Forwarded-For");
     char fwd[512];
     if (xff != NULL)
