@@ -1,8 +1,7 @@
 /* gateway.h — the insides of ward-gateway: the routes of the configuration made live
  * (a resilient client per route, one breaker per upstream service, an inbound limiter per
- * route), the proxy that answers every request the server does not route itself, and the
- * admin listener. Requests never hold a thread: the proxy suspends them and the event
- * loop (libcurl multi) answers them. */
+ * route), the process-wide context the engine's workers share (engine.h), and the admin
+ * listener. Requests never hold a thread: each lives on the worker that read it. */
 #ifndef GW_GATEWAY_H
 #define GW_GATEWAY_H
 
@@ -15,7 +14,6 @@
 #include <ward/breaker.h>
 #include <ward/http.h>
 #include <ward/keyed_limiter.h>
-#include <ward/loop.h>
 #include <ward/metrics.h>
 #include <ward/rclient.h>
 #include <ward/registry.h>
@@ -38,6 +36,7 @@ struct gw_live_route {
     struct ward_rclient *rc;           /* discovery, retries, deadline, the shared breaker */
     struct ward_keyed_limiter *limiter; /* per client; NULL when the route has no limit */
     atomic_uint_fast64_t requests, faults;
+    struct ward_metric *duration;       /* ward_gateway_request_duration_seconds{route} */
 };
 
 /* What a configuration makes live; swapped whole on a reload, freed when the last request
@@ -53,18 +52,19 @@ struct gw_state {
 };
 
 struct gw_ctx {
-    struct ward_service *svc;
     struct ward_log *log;
     struct ward_metrics *metrics;
+    const char *version;
+    int64_t start_mono;
+    bool access_log;
+    atomic_bool draining; /* a shutdown began: /health and /ready answer 503 */
     const char *config_path, *keys_path, *admin_listen; /* flags */
     struct ward_registry *registry; /* NULL when there is no --registry */
-    struct ward_loop *loop;
-    pthread_rwlock_t loop_lock; /* calls start under it (read); the stop takes it (write) */
-    bool stopping;              /* under loop_lock: the loop is going, answer 503 */
     struct ward_server *admin;
     pthread_mutex_t state_lock; /* swapping and taking the state */
     struct gw_state *state;
-    struct ward_metric *m_requests; /* ward_gateway_requests_total{route,result} family */
+    struct ward_metric_family *m_requests; /* ward_gateway_requests_total{route,method,status} */
+    struct ward_metric_family *m_duration; /* ward_gateway_request_duration_seconds{route} */
 };
 
 /* Makes cfg and keys live (both taken, also on failure). OK and *out; NOMEM, or INVAL
@@ -75,8 +75,11 @@ WARD_MUST_CHECK enum ward_err gw_state_new(struct gw_ctx *ctx, struct gw_config 
 struct gw_state *gw_state_get(struct gw_ctx *ctx);
 void gw_state_put(struct gw_state *st);
 
-/* The handler of every request no route of the server takes (arg: the gw_ctx). */
-void gw_proxy(struct ward_req *req, void *arg);
+/* Registers the gateway's request metrics in ctx->metrics; NOMEM. */
+WARD_MUST_CHECK enum ward_err gw_metrics_init(struct gw_ctx *ctx);
+/* Counts an answered request (lr NULL when no route took it). */
+void gw_metrics_count(struct gw_ctx *ctx, struct gw_live_route *lr, const char *route,
+                      const char *method, int status, int64_t elapsed_ns);
 
 /* The admin listener: GET /admin/status and GET /metrics on --admin-listen. */
 WARD_MUST_CHECK enum ward_err gw_admin_start(struct gw_ctx *ctx);

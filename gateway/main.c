@@ -1,73 +1,33 @@
 /* main.c — ward-gateway: the single entry point (DESIGN.md §7). Routes from --config (or
  * the built-in ones), API keys from --api-keys, instances from the --registry watch
- * cache; an event loop carries every upstream call; the admin listener apart; SIGHUP
- * reloads the files without touching a connection. */
+ * cache; the engine's workers carry every request (engine.h); the admin listener apart.
+ * The main thread waits for signals: SIGHUP reloads the files without touching a
+ * connection, SIGTERM or SIGINT shut down gracefully (DESIGN.md §5), a second one at once. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <ward/clock.h>
 #include <ward/config.h>
 #include <ward/log.h>
-#include <ward/thread.h>
 
+#include "engine.h"
 #include "gateway.h"
+
+#define VERSION "0.1.0"
 
 static struct gw_ctx ctx = {
     .admin_listen = "127.0.0.1:9901",
     .state_lock = PTHREAD_MUTEX_INITIALIZER,
-    .loop_lock = PTHREAD_RWLOCK_INITIALIZER,
+    .version = VERSION,
 };
 
-static const struct ward_opt opts[] = {
-    {"config", "WARD_GATEWAY_CONFIG", WARD_OPT_STRING, &ctx.config_path, "routes file (YAML, docs/gateway.md); none: the built-in routes", 0, 0},
-    {"api-keys", "WARD_API_KEYS", WARD_OPT_STRING, &ctx.keys_path, "API keys file: NAME KEY lines; none: routes with auth answer 401", 0, 0},
-    {"admin-listen", "WARD_ADMIN_LISTEN", WARD_OPT_STRING, &ctx.admin_listen, "HOST:PORT of the admin listener (/admin/status, /metrics)", 0, 0},
-};
-
-/* Loaded before the server exists, so that its body limit can come from the file. */
-static struct gw_config *loaded;
-static struct gw_keys *loaded_keys;
-static bool load_failed;
-
-static void configure(struct ward_server_config *cfg, void *arg)
-{
-    (void)arg;
-    char err[512] = "";
-    enum ward_err e = ctx.config_path != NULL ? gw_config_load(ctx.config_path, &loaded, err, sizeof err)
-                                              : gw_config_defaults(&loaded);
-    if (e == WARD_ERR_OK && ctx.keys_path != NULL)
-        e = gw_keys_load(ctx.keys_path, &loaded_keys, err, sizeof err);
-    if (e != WARD_ERR_OK) {
-        fprintf(stderr, "ward-gateway: %s\n", err[0] != '\0' ? err : ward_strerror(e));
-        load_failed = true;
-        return;
-    }
-    cfg->body_limit = (size_t)loaded->body_limit;
-}
-
-/* After the drain, before the server stops: what is still in flight is answered now
- * (503: the gateway is stopping), on a server that can still send it. */
-static void stop_loop(void *arg)
-{
-    (void)arg;
-    pthread_rwlock_wrlock(&ctx.loop_lock);
-    ctx.stopping = true; /* no call starts any more: the loop can go */
-    struct ward_loop *loop = ctx.loop;
-    ctx.loop = NULL;
-    pthread_rwlock_unlock(&ctx.loop_lock);
-    ward_loop_free(loop);
-}
-
-/* ---- SIGHUP: reload ------------------------------------------------------------------ */
-
-static pthread_t reloader;
-static bool reloader_started;
-static atomic_bool reloader_stop;
-
-/* Loads the files again; a good pair replaces the state (requests in flight keep the one
- * they started with), a bad one is refused and logged with its FILE:LINE. */
+/* Loads the files; a good pair replaces the state (requests in flight keep the one they
+ * started with), a bad one is refused and logged with its FILE:LINE. */
 static void reload(void)
 {
     char err[512] = "";
@@ -104,18 +64,6 @@ static void reload(void)
               WARD_S("config", ctx.config_path != NULL ? ctx.config_path : "built-in"));
 }
 
-static void *reload_main(void *arg)
-{
-    (void)arg;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGHUP);
-    int sig;
-    while (sigwait(&set, &sig) == 0 && !atomic_load(&reloader_stop))
-        reload();
-    return NULL;
-}
-
 /* A proxy holds a connection per client: allow as many as the hard limit lets. */
 static void raise_fd_limit(void)
 {
@@ -126,91 +74,172 @@ static void raise_fd_limit(void)
     }
 }
 
-static enum ward_err setup(struct ward_service *svc, void *arg)
+/* Waits up to ns for a signal of set (0 when none came). */
+static int wait_signal(const sigset_t *set, int64_t ns)
 {
-    (void)arg;
-    if (load_failed)
-        return WARD_ERR_SYNTAX;
-    ctx.svc = svc;
-    ctx.log = ward_service_log(svc);
-    ctx.metrics = ward_service_metrics(svc);
-    enum ward_err err = WARD_ERR_OK;
-    const char *url = ward_service_registry_url(svc);
-    if (url != NULL) {
-        struct ward_registry_settings rs;
-        ward_registry_settings_default(&rs);
-        rs.url = url;
-        rs.log = ctx.log;
-        err = ward_registry_new(&rs, &ctx.registry);
-    } else {
-        WARD_WARN(ctx.log, NULL, "no --registry: every route answers 503 (no instances)");
-    }
-    struct ward_httpc_settings hs;
-    ward_httpc_settings_default(&hs);
-    hs.max_body = (size_t)loaded->response_limit;
-    struct ward_loop_settings ls;
-    ward_loop_settings_default(&ls);
-    ls.httpc = &hs;
-    if (err == WARD_ERR_OK)
-        err = ward_loop_new(&ls, &ctx.loop);
-    if (err == WARD_ERR_OK) {
-        err = gw_state_new(&ctx, loaded, loaded_keys, &ctx.state);
-        loaded = NULL; /* taken, also on failure */
-        loaded_keys = NULL;
-    }
-    if (err == WARD_ERR_OK)
-        err = ward_server_fallback(ward_service_server(svc), gw_proxy, &ctx);
-    if (err == WARD_ERR_OK)
-        err = ward_server_on_drained(ward_service_server(svc), stop_loop, NULL);
-    if (err == WARD_ERR_OK)
-        err = gw_admin_start(&ctx);
-    if (err == WARD_ERR_OK) {
-        err = ward_thread_start(&reloader, reload_main, NULL);
-        reloader_started = err == WARD_ERR_OK;
-    }
-    if (err == WARD_ERR_OK)
-        WARD_INFO(ctx.log, NULL, "routes", WARD_I("count", ctx.state->nroutes),
-                  WARD_S("config", ctx.config_path != NULL ? ctx.config_path : "built-in"));
-    return err;
+    struct timespec ts = {.tv_sec = ns / WARD_NS_PER_S, .tv_nsec = ns % WARD_NS_PER_S};
+    int sig = sigtimedwait(set, NULL, &ts);
+    return sig > 0 ? sig : 0;
 }
 
-static void teardown(struct ward_service *svc, void *arg)
+/* Serves until SIGTERM or SIGINT, then the graceful shutdown of DESIGN.md §5. Returns the
+ * exit status: 0 drained, 1 the drain timed out. */
+static int serve(struct gw_engine *engine, const sigset_t *set, int64_t delay, int64_t drain)
 {
-    (void)svc;
-    (void)arg;
-    if (reloader_started) {
-        atomic_store(&reloader_stop, true);
-        pthread_kill(reloader, SIGHUP); /* blocked there: sigwait takes it */
-        pthread_join(reloader, NULL);
+    int sig;
+    while ((sig = wait_signal(set, 3600 * WARD_NS_PER_S)) == 0 || sig == SIGHUP)
+        if (sig == SIGHUP)
+            reload();
+    atomic_store(&ctx.draining, true);
+    WARD_INFO(ctx.log, NULL, "shutting down", WARD_S("signal", strsignal(sig)),
+              WARD_D("delay_s", (double)delay / 1e9));
+    int64_t until = ward_clock_now(NULL) + delay;
+    for (int64_t left; (left = until - ward_clock_now(NULL)) > 0;) {
+        sig = wait_signal(set, left);
+        if (sig == SIGTERM || sig == SIGINT) {
+            WARD_ERROR(ctx.log, NULL, "second signal: exiting at once");
+            ward_log_flush(ctx.log);
+            _exit(1);
+        }
     }
-    gw_admin_stop(&ctx);
-    ward_loop_free(ctx.loop); /* when the server never ran: after a drain it is gone */
-    gw_state_put(ctx.state);
-    ward_registry_free(ctx.registry);
+    gw_engine_drain(engine);
+    until = ward_clock_now(NULL) + drain;
+    while (!gw_engine_drained(engine)) {
+        if (ward_clock_now(NULL) >= until) {
+            WARD_ERROR(ctx.log, NULL, "drain timed out: cutting what is left");
+            return 1;
+        }
+        sig = wait_signal(set, 5 * WARD_NS_PER_MS);
+        if (sig == SIGTERM || sig == SIGINT) {
+            WARD_ERROR(ctx.log, NULL, "second signal: exiting at once");
+            ward_log_flush(ctx.log);
+            _exit(1);
+        }
+    }
+    WARD_INFO(ctx.log, NULL, "drained");
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    /* blocked before any thread starts, so that every thread inherits it and only the
-     * reloader's sigwait takes it (its default action would end the process) */
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, NULL);
+    /* blocked before any thread starts, so that every thread inherits the mask and only
+     * the main thread's sigtimedwait takes them */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
     raise_fd_limit();
-    const struct ward_service_def def = {
-        .name = "ward-gateway",
-        .version = "0.1.0",
-        .summary = "the single entry point: routes, discovery, breakers, keys and limits",
-        .default_listen = "127.0.0.1:8080",
-        .opts = opts,
-        .nopts = sizeof opts / sizeof opts[0],
-        .setup = setup,
-        .configure = configure,
-        .teardown = teardown,
+
+    struct gw_engine_settings es = {
+        .listen = "127.0.0.1:8080",
+        .threads = 0,
+        .max_connections = 100000,
+        .conn_timeout = 30 * WARD_NS_PER_S,
+        .request_timeout = 30 * WARD_NS_PER_S,
     };
-    int rc = ward_service_main(&def, argc, argv);
-    gw_config_free(loaded);
-    gw_keys_free(loaded_keys);
+    int64_t threads = 0, delay = WARD_NS_PER_S, drain = 30 * WARD_NS_PER_S;
+    enum ward_log_level level = WARD_LOG_INFO;
+    bool no_access_log = false;
+    const char *registry_url = NULL;
+    const struct ward_opt opts[] = {
+        {"listen", "WARD_LISTEN", WARD_OPT_STRING, &es.listen, "address to listen on, HOST:PORT (port 0 picks one)", 0, 0},
+        {"log-level", "WARD_LOG_LEVEL", WARD_OPT_LOG_LEVEL, &level, "debug, info, warn, error or off", 0, 0},
+        {"threads", "WARD_THREADS", WARD_OPT_INT, &threads, "worker threads; 0: one per CPU this process may use", 0, 256},
+        {"max-connections", "WARD_MAX_CONNECTIONS", WARD_OPT_INT, &es.max_connections, "client connections held at once", 1, 10000000},
+        {"conn-timeout", "WARD_CONN_TIMEOUT", WARD_OPT_DURATION, &es.conn_timeout, "how long a client connection may idle or stall mid-request", WARD_NS_PER_S, 3600 * WARD_NS_PER_S},
+        {"request-timeout", "WARD_REQUEST_TIMEOUT", WARD_OPT_DURATION, &es.request_timeout, "longest deadline a request may have", 0, 0},
+        {"shutdown-delay", "WARD_SHUTDOWN_DELAY", WARD_OPT_DURATION, &delay, "time still serving after SIGTERM, while clients see the gateway going", 0, 0},
+        {"drain-timeout", "WARD_DRAIN_TIMEOUT", WARD_OPT_DURATION, &drain, "time in-flight requests get to finish on shutdown", 0, 0},
+        {"no-access-log", "WARD_NO_ACCESS_LOG", WARD_OPT_BOOL, &no_access_log, "do not log one line per request", 0, 0},
+        {"registry", "WARD_REGISTRY", WARD_OPT_STRING, &registry_url, "where instances are found: consul://HOST:PORT, etcd://HOST:PORT[,...] or static:...; none: every route answers 503", 0, 0},
+        {"config", "WARD_GATEWAY_CONFIG", WARD_OPT_STRING, &ctx.config_path, "routes file (YAML, docs/gateway.md); none: the built-in routes", 0, 0},
+        {"api-keys", "WARD_API_KEYS", WARD_OPT_STRING, &ctx.keys_path, "API keys file: NAME KEY lines; none: routes with auth answer 401", 0, 0},
+        {"admin-listen", "WARD_ADMIN_LISTEN", WARD_OPT_STRING, &ctx.admin_listen, "HOST:PORT of the admin listener (/admin/status, /metrics)", 0, 0},
+    };
+    switch (ward_config_parse(opts, sizeof opts / sizeof opts[0], argc, argv, "ward-gateway",
+                              VERSION, stdout, stderr)) {
+    case WARD_CONFIG_OK:
+        break;
+    case WARD_CONFIG_EXIT:
+        return 0;
+    case WARD_CONFIG_USAGE:
+        return 2;
+    }
+    es.threads = (int)threads;
+    ctx.access_log = !no_access_log;
+    ctx.start_mono = ward_clock_now(NULL);
+
+    char err[512] = "";
+    struct gw_config *cfg = NULL;
+    struct gw_keys *keys = NULL;
+    enum ward_err e = ctx.config_path != NULL ? gw_config_load(ctx.config_path, &cfg, err, sizeof err)
+                                              : gw_config_defaults(&cfg);
+    if (e == WARD_ERR_OK && ctx.keys_path != NULL)
+        e = gw_keys_load(ctx.keys_path, &keys, err, sizeof err);
+    if (e != WARD_ERR_OK) {
+        fprintf(stderr, "ward-gateway: %s\n", err[0] != '\0' ? err : ward_strerror(e));
+        gw_config_free(cfg);
+        return 1;
+    }
+    es.body_limit = cfg->body_limit;
+    es.response_limit = cfg->response_limit;
+
+    int rc = 1;
+    struct gw_engine *engine = NULL;
+    ctx.log = ward_log_new("ward-gateway", level, 2);
+    ctx.metrics = ward_metrics_new();
+    if (ctx.log == NULL || ctx.metrics == NULL || gw_metrics_init(&ctx) != WARD_ERR_OK) {
+        fprintf(stderr, "ward-gateway: out of memory\n");
+        gw_config_free(cfg);
+        gw_keys_free(keys);
+        goto out;
+    }
+    if (registry_url != NULL && registry_url[0] != '\0') {
+        struct ward_registry_settings rs;
+        ward_registry_settings_default(&rs);
+        rs.url = registry_url;
+        rs.log = ctx.log;
+        e = ward_registry_new(&rs, &ctx.registry);
+    } else {
+        WARD_WARN(ctx.log, NULL, "no --registry: every route answers 503 (no instances)");
+    }
+    if (e != WARD_ERR_OK) {
+        WARD_ERROR(ctx.log, NULL, "bad --registry", WARD_S("error", ward_strerror(e)));
+        gw_config_free(cfg);
+        gw_keys_free(keys);
+        rc = 2;
+        goto out;
+    }
+    e = gw_state_new(&ctx, cfg, keys, &ctx.state); /* takes cfg and keys */
+    if (e == WARD_ERR_OK)
+        e = gw_engine_new(&ctx, &es, &engine);
+    if (e == WARD_ERR_ADDRESS) {
+        WARD_ERROR(ctx.log, NULL, "bad --listen", WARD_S("listen", es.listen));
+        rc = 2;
+        goto out;
+    }
+    if (e == WARD_ERR_OK)
+        e = gw_admin_start(&ctx);
+    if (e == WARD_ERR_OK)
+        e = gw_engine_start(engine);
+    if (e != WARD_ERR_OK) {
+        WARD_ERROR(ctx.log, NULL, "cannot start", WARD_S("error", ward_strerror(e)));
+        goto out;
+    }
+    WARD_INFO(ctx.log, NULL, "routes", WARD_I("count", ctx.state->nroutes),
+              WARD_S("config", ctx.config_path != NULL ? ctx.config_path : "built-in"));
+    WARD_INFO(ctx.log, NULL, "listening", WARD_S("listen", es.listen),
+              WARD_I("port", gw_engine_port(engine)), WARD_S("version", VERSION));
+    rc = serve(engine, &set, delay, drain);
+out:
+    gw_engine_free(engine);
+    gw_admin_stop(&ctx);
+    gw_state_put(ctx.state);
+    ward_registry_free(ctx.registry);
+    ward_metrics_free(ctx.metrics);
+    ward_log_free(ctx.log);
     return rc;
 }

@@ -1,8 +1,11 @@
-/* proxy.c — every request the gateway's server does not route itself: the route by path
- * prefix, then the API key, the client's rate limit and the route's fault injection, then
- * the call through the route's resilient client on the event loop (discovery, balancing,
- * the service's breaker, retries where safe, the deadline sent downstream). The request
- * is suspended meanwhile: no thread waits for an upstream. */
+/* proxy.c — every request the gateway reads, from its parse to its answer, on the worker
+ * that read it: request ID, trace and deadline, the built-in /health and /ready, the route
+ * by path prefix, the API key, the client's rate limit and the route's fault injection,
+ * then the resilient client's policy (discovery, balancing, the service's breaker,
+ * retries where safe, the deadline sent downstream) driven step by step over the
+ * worker's upstream connections, and at last the answer, its access-log line and its
+ * metrics. */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,153 +13,159 @@
 
 #include <jansson.h>
 
+#include <ward/clock.h>
 #include <ward/log.h>
-#include <ward/problem.h>
+#include <ward/trace.h>
 
-#include "gateway.h"
+#include "exchange.h"
 
-#define MAX_HEADERS 64
+static void attempt(struct gw_exchange *x);
+static void count(struct gw_exchange *x, size_t bytes);
 
-/* A request on its way upstream. */
-struct pending {
-    struct gw_ctx *ctx;
-    struct gw_state *st; /* referenced until the answer */
-    struct gw_live_route *lr;
-    struct ward_req *req;
-    char *path;
-    char *lines[MAX_HEADERS + 2]; /* forwarded "Name: value" lines, NULL-terminated */
-    size_t nlines;
-    bool drop_auth; /* the credential was the gateway's: not forwarded */
-    /* RateLimit-* to add to the answer */
-    bool limited_route;
-    int64_t rl_limit, rl_remaining, rl_reset_s;
-};
+void gw_x_free(struct gw_exchange *x);
 
-static void pending_free(struct pending *p)
+/* ---- the exchange's end ------------------------------------------------------------- */
+
+void gw_x_free(struct gw_exchange *x)
 {
-    for (size_t i = 0; i < p->nlines; i++)
-        free(p->lines[i]);
-    free(p->path);
-    gw_state_put(p->st);
-    free(p);
+    struct gw_worker *w = x->w;
+    if (x->prev != NULL)
+        x->prev->next = x->next;
+    else
+        w->exchanges = x->next;
+    if (x->next != NULL)
+        x->next->prev = x->prev;
+    gw_timer_cancel(w, &x->timer);
+    if (x->on_wire)
+        gw_upcall_abort(&x->up);
+    if (x->rcall != NULL)
+        (void)ward_rcall_end(x->rcall, NULL);
+    if (x->conn != NULL)
+        gw_conn_set_exchange(x->conn, NULL);
+    ward_http_result_fini(&x->res);
+    gw_buf_free(&x->up.req);
+    gw_buf_free(&x->fwd);
+    gw_buf_free(&x->extra);
+    free(x->path);
+    gw_state_put(x->st);
+    free(x);
 }
 
-/* Request headers the hop consumes, or that the client sets itself on the way out
- * (request id, trace, deadline, Idempotency-Key, Content-Type). */
-static bool hop_header(const char *name)
+void gw_proxy_client_gone(struct gw_exchange *x)
 {
-    static const char *const drop[] = {
-        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE",
-        "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Expect",
-        "X-Request-Id", "traceparent", "tracestate", "X-Request-Timeout-Ms",
-        "Idempotency-Key", "Content-Type", "X-Forwarded-For"};
-    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (strcasecmp(name, drop[i]) == 0)
-            return true;
-    return false;
+    x->status = 499; /* nginx's word for it */
+    count(x, 0);
+    x->conn = NULL; /* its request's strings go with it: the call ends here */
+    gw_x_free(x);
 }
 
-static bool add_line(struct pending *p, const char *name, const char *value)
+void gw_proxy_stop(struct gw_worker *w)
 {
-    if (p->nlines >= MAX_HEADERS)
-        return true; /* the rest is dropped: a client sending more is odd, not an error */
-    size_t n = strlen(name) + strlen(value) + 3;
-    char *line = malloc(n);
-    if (line == NULL)
-        return false;
-    snprintf(line, n, "%s: %s", name, value);
-    p->lines[p->nlines++] = line;
-    return true;
+    while (w->exchanges != NULL)
+        gw_x_free(w->exchanges);
 }
 
-static bool copy_header(const char *name, const char *value, void *arg)
+static const char *method_label(const char *m)
 {
-    struct pending *p = arg;
-    if (hop_header(name))
-        return true;
-    if (p->drop_auth && (strcasecmp(name, "X-API-Key") == 0 || strcasecmp(name, "Authorization") == 0))
-        return true;
-    return add_line(p, name, value);
+    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(m, known[i]) == 0)
+            return known[i];
+    return "OTHER";
 }
 
-/* The API key a client presents: X-API-Key, else Authorization: Bearer. */
-static const char *presented_key(struct ward_req *req)
+static void count(struct gw_exchange *x, size_t bytes)
 {
-    const char *k = ward_req_header(req, "X-API-Key");
-    if (k != NULL)
-        return k;
-    const char *a = ward_req_header(req, "Authorization");
-    if (a != NULL && strncasecmp(a, "Bearer ", 7) == 0)
-        return a + 7;
-    return NULL;
+    struct gw_ctx *ctx = x->ctx;
+    int64_t elapsed = ward_clock_now(NULL) - x->start;
+    const char *method = x->req != NULL ? x->req->method : "";
+    if (ctx->access_log && ward_log_enabled(ctx->log, WARD_LOG_INFO))
+        ward_log_write(ctx->log, WARD_LOG_INFO, &x->logctx, "request", WARD_S("method", method),
+                       WARD_S("path", x->req != NULL ? x->req->target : ""),
+                       WARD_S("route", x->route_label), WARD_I("status", x->status),
+                       WARD_I("bytes", (int64_t)bytes),
+                       WARD_D("duration_ms", (double)elapsed / 1e6),
+                       WARD_S("remote", x->req != NULL ? x->req->remote : ""), WARD_KV_LAST);
+    gw_metrics_count(ctx, x->lr, x->route_label, method_label(method), x->status, elapsed);
 }
 
-static void set_header(struct ward_req *req, const char *name, const char *value)
+/* Sends the answer (head: the header lines; body of ctype) and ends the exchange. */
+void gw_x_answer(struct gw_exchange *x, int status, const struct gw_buf *headers,
+                 const char *ctype, const char *body, size_t len)
 {
-    if (ward_req_set_header(req, name, value) != WARD_ERR_OK)
-        WARD_WARN(ward_req_log(req), ward_req_log_ctx(req), "response header dropped",
-                  WARD_S("header", name));
+    x->status = status;
+    struct gw_conn *c = x->conn; /* the exchange lets go of it before it answers */
+    x->conn = NULL;
+    if (c != NULL)
+        gw_conn_set_exchange(c, NULL);
+    char line[160];
+    const char *reason = http_status_str((enum http_status)status);
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nX-Request-Id: %s\r\n", status,
+                     reason != NULL && strcmp(reason, "<unknown>") != 0 ? reason : "Status",
+                     x->request_id);
+    struct gw_buf head = {0};
+    bool ok = gw_buf_add(&head, line, (size_t)n) &&
+              (headers == NULL || gw_buf_add(&head, headers->data, headers->len)) &&
+              gw_buf_add(&head, x->extra.data, x->extra.len);
+    if (ok && ctype != NULL)
+        ok = gw_buf_str(&head, "Content-Type: ") && gw_buf_str(&head, ctype) && gw_buf_str(&head, "\r\n");
+    count(x, len);
+    if (c != NULL) {
+        if (ok)
+            gw_conn_respond(c, status, &head, body, len);
+        else
+            gw_conn_close(c); /* out of memory: nothing half-said */
+    }
+    gw_buf_free(&head);
+    gw_x_free(x);
 }
 
-static void set_int_header(struct ward_req *req, const char *name, int64_t v)
+void gw_x_header(struct gw_exchange *x, const char *name, const char *value)
+{
+    (void)(gw_buf_str(&x->extra, name) && gw_buf_str(&x->extra, ": ") &&
+           gw_buf_str(&x->extra, value) && gw_buf_str(&x->extra, "\r\n"));
+}
+
+void gw_x_int_header(struct gw_exchange *x, const char *name, int64_t v)
 {
     char buf[24];
     snprintf(buf, sizeof buf, "%lld", (long long)v);
-    set_header(req, name, buf);
+    gw_x_header(x, name, buf);
 }
 
-static int64_t ceil_s(int64_t ns)
+/* A problem of type with its detail (status: the type's, unless nonzero). */
+void gw_x_problem(struct gw_exchange *x, enum ward_problem_type type, int status,
+                  const char *fmt, ...)
 {
-    return ns <= 0 ? 0 : (ns + WARD_NS_PER_S - 1) / WARD_NS_PER_S;
-}
-
-static void ratelimit_headers(struct pending *p)
-{
-    if (!p->limited_route)
-        return;
-    set_int_header(p->req, "RateLimit-Limit", p->rl_limit);
-    set_int_header(p->req, "RateLimit-Remaining", p->rl_remaining);
-    set_int_header(p->req, "RateLimit-Reset", p->rl_reset_s);
-}
-
-/* A problem of an arbitrary status (fault injection): about:blank, as RFC 9457 allows. */
-static void respond_status_problem(struct ward_req *req, int status, const char *detail)
-{
-    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", "about:blank", "title",
-                          "Injected fault", "status", status, "detail", detail, "instance",
-                          ward_req_path(req), "request_id", ward_req_id(req));
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
+                          status != 0 ? "about:blank" : ward_problem_type_uri(type), "title",
+                          status != 0 ? "Injected fault" : ward_problem_type_title(type),
+                          "status", status != 0 ? status : ward_problem_type_status(type),
+                          "detail", detail, "instance", x->req != NULL ? x->req->target : "",
+                          "request_id", x->request_id);
     char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
+    int code = status != 0 ? status : ward_problem_type_status(type);
     if (text == NULL) {
-        ward_req_respond_problem(req, NULL);
+        gw_x_answer(x, 500, NULL, "text/plain", "out of memory\n", 14);
         return;
     }
-    ward_req_respond(req, status, "application/problem+json", text, strlen(text));
+    gw_x_answer(x, code, NULL, "application/problem+json", text, strlen(text));
     free(text);
 }
 
-/* The breaker is open: the route's fallback, at once. */
-static void fallback(struct pending *p)
-{
-    const struct gw_route *r = p->lr->route;
-    set_int_header(p->req, "Retry-After", ceil_s(p->lr->up->open_timeout_ns));
-    ratelimit_headers(p);
-    if (r->fallback.body != NULL) {
-        ward_req_respond(p->req, r->fallback.status, "application/json", r->fallback.body,
-                         strlen(r->fallback.body));
-        return;
-    }
-    ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "%s is failing: its circuit breaker is open",
-                  r->service);
-}
+/* ---- the upstream's answer, or why there is none ------------------------------------ */
 
-/* Response headers the hop consumes, or that this server sets itself. */
 static bool hop_response_header(const char *name)
 {
     static const char *const drop[] = {"Connection", "Keep-Alive", "Transfer-Encoding",
-                                       "Content-Length", "Content-Type", "Date",
-                                       "X-Request-Id", "Server", "Proxy-Authenticate",
-                                       "Trailer", "Upgrade"};
+                                       "Content-Length", "X-Request-Id", "Proxy-Authenticate",
+                                       "Proxy-Connection", "Trailer", "Upgrade"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         if (strcasecmp(name, drop[i]) == 0)
             return true;
@@ -165,207 +174,222 @@ static bool hop_response_header(const char *name)
 
 static bool copy_response_header(const char *name, const char *value, void *arg)
 {
+    struct gw_buf *b = arg;
     if (!hop_response_header(name))
-        set_header(arg, name, value);
+        (void)(gw_buf_str(b, name) && gw_buf_str(b, ": ") && gw_buf_str(b, value) &&
+               gw_buf_str(b, "\r\n"));
     return true;
 }
 
-/* The upstream's answer, or why there is none (on the loop thread). */
-static void done(enum ward_err err, struct ward_http_result *res, void *arg)
+/* The breaker is open: the route's fallback, at once. */
+static void fallback(struct gw_exchange *x)
 {
-    struct pending *p = arg;
-    struct ward_req *req = p->req;
-    const char *service = p->lr->route->service;
+    const struct gw_route *r = x->lr->route;
+    gw_x_int_header(x, "Retry-After", gw_ceil_s(x->lr->up->open_timeout_ns));
+    if (r->fallback.body != NULL) {
+        gw_x_answer(x, r->fallback.status, NULL, "application/json", r->fallback.body,
+               strlen(r->fallback.body));
+        return;
+    }
+    gw_x_problem(x, WARD_PROBLEM_UNAVAILABLE, 0, "%s is failing: its circuit breaker is open",
+                   r->service);
+}
+
+static void finish(struct gw_exchange *x)
+{
+    enum ward_err err = ward_rcall_end(x->rcall, NULL);
+    x->rcall = NULL;
+    const char *service = x->lr->route->service;
     switch (err) {
     case WARD_ERR_OK:
     case WARD_ERR_HTTP_STATUS: {
-        ward_http_result_headers(res, copy_response_header, req);
-        ratelimit_headers(p);
-        const char *ct = ward_http_result_header(res, "Content-Type");
-        ward_req_respond(req, res->status, ct != NULL ? ct : "application/octet-stream",
-                         res->body != NULL ? res->body : "", res->body_len);
-        break;
+        struct gw_buf h = {0};
+        ward_http_result_headers(&x->res, copy_response_header, &h);
+        gw_x_answer(x, x->res.status, &h, NULL, x->res.body != NULL ? x->res.body : "", x->res.body_len);
+        gw_buf_free(&h);
+        return;
     }
     case WARD_ERR_OPEN:
     case WARD_ERR_TOO_MANY_REQUESTS:
-        fallback(p);
-        break;
+        fallback(x);
+        return;
     case WARD_ERR_DEADLINE:
     case WARD_ERR_TIMEOUT:
-        ratelimit_headers(p);
-        ward_req_fail(req, WARD_PROBLEM_DEADLINE_EXCEEDED, "%s did not answer within the route's time",
-                      service);
-        break;
-    case WARD_ERR_STATE: /* the loop stopped under the call */
+        gw_x_problem(x, WARD_PROBLEM_DEADLINE_EXCEEDED, 0,
+                       "%s did not answer within the route's time", service);
+        return;
     case WARD_ERR_UNAVAILABLE:
     case WARD_ERR_BULKHEAD_FULL:
     case WARD_ERR_BUDGET_EXHAUSTED:
     case WARD_ERR_RATE_LIMITED:
-        set_header(req, "Retry-After", "1");
-        ratelimit_headers(p);
-        ward_req_fail(req, WARD_PROBLEM_UNAVAILABLE, "%s: %s", service, ward_strerror(err));
-        break;
+    case WARD_ERR_STATE:
+        gw_x_header(x, "Retry-After", "1");
+        gw_x_problem(x, WARD_PROBLEM_UNAVAILABLE, 0, "%s: %s", service, ward_strerror(err));
+        return;
     default: /* CONNECT, TRANSPORT, TOO_LARGE, NOMEM */
-        ratelimit_headers(p);
-        ward_req_fail(req, WARD_PROBLEM_BAD_GATEWAY, "%s: %s", service, ward_strerror(err));
-        break;
-    }
-    ward_http_result_fini(res);
-    pending_free(p);
-}
-
-static void start_call(void *arg)
-{
-    struct pending *p = arg;
-    struct gw_ctx *ctx = p->ctx; /* p may be gone as soon as the call started */
-    pthread_rwlock_rdlock(&ctx->loop_lock);
-    if (ctx->stopping) {
-        pthread_rwlock_unlock(&ctx->loop_lock);
-        set_header(p->req, "Retry-After", "1");
-        ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "the gateway is stopping");
-        pending_free(p);
+        gw_x_problem(x, WARD_PROBLEM_BAD_GATEWAY, 0, "%s: %s", service, ward_strerror(err));
         return;
     }
-    size_t len = 0;
-    const char *body = ward_req_body(p->req, &len);
-    struct ward_http_call call = {
-        .method = ward_req_method(p->req),
-        .url = p->path,
-        .headers = (const char *const *)p->lines,
-        .body = body,
-        .body_len = len,
-        .content_type = ward_req_header(p->req, "Content-Type"),
-        .deadline = ward_req_deadline(p->req),
-        .request_id = ward_req_id(p->req),
-        .traceparent = ward_req_traceparent(p->req),
-        .idempotency_key = ward_req_header(p->req, "Idempotency-Key"),
-    };
-    enum ward_err err = ward_rclient_call_async(p->lr->rc, ctx->loop, &call, done, p);
-    pthread_rwlock_unlock(&ctx->loop_lock);
-    if (err != WARD_ERR_OK) { /* done will not run */
-        ward_req_fail(p->req, WARD_PROBLEM_UNAVAILABLE, "the gateway is shutting down");
-        pending_free(p);
+}
+
+/* ---- driving the policy ----------------------------------------------------------------- */
+
+static void on_timer(struct gw_timer *t)
+{
+    struct gw_exchange *x = (struct gw_exchange *)((char *)t - offsetof(struct gw_exchange, timer));
+    if (!x->on_wire) { /* a wait of the policy (backoff, a fault's delay) ended */
+        if (x->rcall != NULL)
+            attempt(x);
+        else
+            gw_proxy_call(x);
+        return;
+    }
+    /* the attempt's deadline: the attempt is given up, and the policy decides */
+    gw_upcall_abort(&x->up);
+    x->on_wire = false;
+    ward_http_result_fini(&x->res);
+    x->res.sent = true;
+    int64_t wait = 0;
+    enum ward_rstep s = ward_rcall_outcome(x->rcall, WARD_ERR_DEADLINE, &x->res, &wait);
+    if (s == WARD_RSTEP_WAIT) {
+        gw_timer_set(x->w, &x->timer, x->w->now + wait);
+        return;
+    }
+    finish(x);
+}
+
+static void follow(struct gw_exchange *x, enum ward_rstep s, int64_t wait)
+{
+    if (s == WARD_RSTEP_DONE) {
+        finish(x);
+    } else if (wait > 0) {
+        gw_timer_set(x->w, &x->timer, ward_clock_now(NULL) + wait);
+    } else {
+        attempt(x);
     }
 }
 
-/* The client's identity for its rate limit: its key's name, else its address. */
-static void identity(const char *key_name, const char *addr, char *buf, size_t size)
+static void on_answer(struct gw_upcall *u, enum ward_err err, struct ward_http_result *res)
 {
-    if (key_name != NULL)
-        snprintf(buf, size, "key:%s", key_name);
-    else
-        snprintf(buf, size, "addr:%s", addr);
+    struct gw_exchange *x = (struct gw_exchange *)((char *)u - offsetof(struct gw_exchange, up));
+    x->on_wire = false;
+    gw_timer_cancel(x->w, &x->timer);
+    ward_http_result_fini(&x->res);
+    x->res = *res;
+    int64_t wait = 0;
+    enum ward_rstep s = ward_rcall_outcome(x->rcall, err, &x->res, &wait);
+    follow(x, s, wait);
 }
 
-/* Takes a token for the client; false when the request was answered 429. */
-static bool admit(struct pending *p, const char *who)
+/* The request line and headers of an attempt to url. */
+static bool build_request(struct gw_exchange *x, const struct ward_http_call *out,
+                          const char **authority_out)
 {
-    const struct gw_route *r = p->lr->route;
-    struct ward_keyed_limiter_result lim = {0};
-    enum ward_err err = ward_keyed_limiter_allow(p->lr->limiter, who, 1, &lim);
-    p->limited_route = true;
-    p->rl_limit = r->limit.burst;
-    p->rl_remaining = lim.remaining;
-    p->rl_reset_s = ceil_s(lim.reset_ns);
-    if (err == WARD_ERR_OK)
-        return true;
-    set_int_header(p->req, "Retry-After", lim.retry_after_ns > 0 ? ceil_s(lim.retry_after_ns) : 1);
-    ratelimit_headers(p);
-    ward_req_fail(p->req, WARD_PROBLEM_RATE_LIMITED, "more than %g requests a second on %s",
-                  r->limit.rate, r->prefix);
-    return false;
-}
-
-/* Whether a request falls into percent of all: a fresh random draw per request. */
-static bool chance(double percent)
-{
-    if (percent <= 0)
+    static char authority[256];
+    const char *a = strstr(out->url, "://");
+    a = a != NULL ? a + 3 : out->url;
+    const char *slash = strchr(a, '/');
+    size_t alen = slash != NULL ? (size_t)(slash - a) : strlen(a);
+    if (alen == 0 || alen >= sizeof authority)
         return false;
-    if (percent >= 100)
-        return true;
-    static _Thread_local unsigned seed;
-    if (seed == 0)
-        seed = (unsigned)ward_clock_now(NULL) ^ (unsigned)(uintptr_t)&seed;
-    return (double)rand_r(&seed) / ((double)RAND_MAX + 1.0) * 100.0 < percent;
+    memcpy(authority, a, alen);
+    authority[alen] = '\0';
+    *authority_out = authority;
+    const char *path = slash != NULL ? slash : "/";
+    char tp[WARD_TRACEPARENT_LEN + 1];
+    ward_trace_child(x->trace.traceparent, tp);
+    int64_t left = out->deadline - ward_clock_now(NULL);
+    int64_t ms = left <= WARD_NS_PER_MS ? 1 : left / WARD_NS_PER_MS;
+    struct gw_request *r = x->req;
+    char tail[256];
+    int n = snprintf(tail, sizeof tail,
+                     "X-Request-Id: %s\r\ntraceparent: %s\r\nX-Request-Timeout-Ms: %lld\r\n",
+                     x->request_id, tp, (long long)ms);
+    struct gw_buf *b = &x->up.req;
+    b->len = 0;
+    bool ok = gw_buf_str(b, r->method) && gw_buf_add(b, " ", 1) && gw_buf_str(b, path) &&
+              gw_buf_str(b, " HTTP/1.1\r\nHost: ") && gw_buf_add(b, authority, alen) &&
+              gw_buf_add(b, "\r\n", 2) && gw_buf_add(b, x->fwd.data, x->fwd.len) &&
+              gw_buf_add(b, tail, (size_t)n);
+    bool bodied = r->body_len > 0 || strcmp(r->method, "POST") == 0 ||
+                  strcmp(r->method, "PUT") == 0 || strcmp(r->method, "PATCH") == 0;
+    if (ok && bodied) {
+        n = snprintf(tail, sizeof tail, "Content-Length: %zu\r\n", r->body_len);
+        ok = gw_buf_add(b, tail, (size_t)n);
+    }
+    return ok && gw_buf_add(b, "\r\n", 2);
 }
 
-void gw_proxy(struct ward_req *req, void *arg)
+static void attempt(struct gw_exchange *x)
 {
-    struct gw_ctx *ctx = arg;
-    struct pending *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        ward_req_respond_problem(req, NULL);
+    struct ward_http_call out;
+    int64_t wait = 0;
+    enum ward_rstep s = ward_rcall_attempt(x->rcall, &out, &wait);
+    if (s != WARD_RSTEP_SEND) {
+        follow(x, s, wait);
         return;
     }
-    p->ctx = ctx;
-    p->req = req;
-    p->st = gw_state_get(ctx);
-    const char *target = ward_req_target(req);
-    size_t cap = strlen(target) + p->st->cfg->rewrite_grow + 2;
-    p->path = malloc(cap);
-    if (p->path == NULL) {
-        ward_req_respond_problem(req, NULL);
-        goto drop;
+    const char *authority = NULL;
+    if (!build_request(x, &out, &authority)) {
+        struct ward_http_result none = {0};
+        s = ward_rcall_outcome(x->rcall, WARD_ERR_NOMEM, &none, &wait);
+        follow(x, s, wait);
+        return;
     }
-    const struct gw_route *r = gw_route_match(p->st->cfg, target, p->path, cap);
-    if (r == NULL) {
-        ward_req_fail(req, WARD_PROBLEM_NOT_FOUND, "no route for %s", ward_req_path(req));
-        goto drop;
-    }
-    p->lr = &p->st->routes[r - p->st->cfg->routes];
-    atomic_fetch_add(&p->lr->requests, 1);
-
-    const char *key_name = NULL;
-    if (r->auth) {
-        const char *presented = presented_key(req);
-        key_name = gw_keys_find(p->st->keys, presented);
-        if (key_name == NULL) {
-            set_header(req, "WWW-Authenticate", "Bearer");
-            ward_req_fail(req, WARD_PROBLEM_UNAUTHORIZED, "%s",
-                          presented == NULL ? "this route needs an API key (X-API-Key)"
-                                            : "unknown API key");
-            goto drop;
-        }
-        p->drop_auth = true;
-    }
-    char addr[64]; /* for the limit's identity and X-Forwarded-For: looked up once */
-    ward_req_client_addr(req, addr, sizeof addr);
-    if (p->lr->limiter != NULL) {
-        char who[GW_KEY_NAME_MAX + 72];
-        identity(key_name, addr, who, sizeof who);
-        if (!admit(p, who))
-            goto drop;
-    }
-    if (chance(r->fault.abort_percent)) {
-        atomic_fetch_add(&p->lr->faults, 1);
-        respond_status_problem(req, r->fault.abort_status, "fault injected by the gateway");
-        goto drop;
-    }
-
-    const char *xff = ward_req_header(req, "X-Forwarded-For");
-    char fwd[512];
-    if (xff != NULL)
-        snprintf(fwd, sizeof fwd, "%s, %s", xff, addr);
-    else
-        snprintf(fwd, sizeof fwd, "%s", addr);
-    ward_req_headers(req, copy_header, p);
-    if (!add_line(p, "X-Forwarded-For", fwd)) {
-        ward_req_respond_problem(req, NULL);
-        goto drop;
-    }
-
-    ward_req_suspend(req);
-    if (chance(r->fault.delay_percent) && r->fault.delay_ns > 0) {
-        atomic_fetch_add(&p->lr->faults, 1);
-        pthread_rwlock_rdlock(&ctx->loop_lock);
-        bool later = !ctx->stopping &&
-                     ward_loop_after(ctx->loop, r->fault.delay_ns, start_call, p) == WARD_ERR_OK;
-        pthread_rwlock_unlock(&ctx->loop_lock);
-        if (later)
-            return;
-    }
-    start_call(p);
-    return;
-drop:
-    pending_free(p);
+    x->up.done = on_answer;
+    x->up.body = x->req->body;
+    x->up.body_len = x->req->body_len;
+    x->up.head_method = strcmp(x->req->method, "HEAD") == 0;
+    x->on_wire = true;
+    gw_timer_set(x->w, &x->timer, out.deadline);
+    gw_upcall_start(x->w, authority, &x->up);
 }
+
+void gw_proxy_call(struct gw_exchange *x)
+{
+    x->call = (struct ward_http_call){
+        .method = x->req->method,
+        .url = x->path,
+        .deadline = x->deadline,
+        .request_id = x->request_id,
+        .idempotency_key = gw_headers_get(&x->req->headers, "Idempotency-Key"),
+    };
+    enum ward_rstep s;
+    int64_t wait = 0;
+    if (ward_rcall_new(x->lr->rc, &x->call, &x->rcall, &s, &wait) != WARD_ERR_OK) {
+        gw_x_problem(x, WARD_PROBLEM_INTERNAL, 0, "out of memory");
+        return;
+    }
+    follow(x, s, wait);
+}
+
+/* ---- the exchange's start --------------------------------------------------------- */
+
+struct gw_exchange *gw_x_new(struct gw_worker *w, struct gw_conn *c,
+                                        struct gw_request *req)
+{
+    struct gw_exchange *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return NULL;
+    x->w = w;
+    x->ctx = gw_worker_ctx(w);
+    x->conn = c;
+    x->req = req;
+    x->start = ward_clock_now(NULL);
+    x->route_label = "unmatched";
+    x->timer.fn = on_timer;
+    const char *rid = gw_headers_get(&req->headers, "X-Request-Id");
+    if (rid != NULL && ward_request_id_valid(rid))
+        snprintf(x->request_id, sizeof x->request_id, "%s", rid);
+    else
+        ward_request_id_new(x->request_id);
+    ward_trace_continue(&x->trace, gw_headers_get(&req->headers, "traceparent"));
+    x->logctx = (struct ward_log_ctx){.request_id = x->request_id, .trace_id = x->trace.trace_id};
+    x->next = w->exchanges;
+    if (w->exchanges != NULL)
+        w->exchanges->prev = x;
+    w->exchanges = x;
+    gw_conn_set_exchange(c, x);
+    return x;
+}
+

@@ -2,6 +2,7 @@
  * resilient client (discovery through the registry's watch cache, its retry policy and
  * timeout, the service's breaker) and an inbound limiter per client. A reload builds a
  * new state and swaps it in; requests hold a reference to the state they started with. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,10 @@ static enum ward_err live_route(struct gw_ctx *ctx, struct gw_state *st, const s
                    WARD_S("error", ward_strerror(err)));
         return err;
     }
+    if (ctx->m_duration != NULL) {
+        const char *labels[] = {r->prefix};
+        lr->duration = ward_metric_get(ctx->m_duration, labels);
+    }
     if (r->limit.rate > 0) {
         struct ward_keyed_limiter_settings ks;
         ward_keyed_limiter_settings_default(&ks);
@@ -145,4 +150,35 @@ void gw_state_put(struct gw_state *st)
 {
     if (st != NULL && atomic_fetch_sub(&st->refs, 1) == 1)
         state_free(st);
+}
+
+/* ---- request metrics ------------------------------------------------------------------ */
+
+enum ward_err gw_metrics_init(struct gw_ctx *ctx)
+{
+    static const char *const req_labels[] = {"route", "method", "status"};
+    static const char *const dur_labels[] = {"route"};
+    ctx->m_requests = ward_metrics_counter(ctx->metrics, "gateway_requests_total",
+                                           "Requests answered by the gateway, by route (its "
+                                           "prefix), method and status.",
+                                           3, req_labels);
+    ctx->m_duration = ward_metrics_histogram(
+        ctx->metrics, "gateway_request_duration_seconds",
+        "Time from a request's last byte in to its answer, by route.", 1, dur_labels, NULL, 0);
+    return ctx->m_requests != NULL && ctx->m_duration != NULL ? WARD_ERR_OK : WARD_ERR_NOMEM;
+}
+
+void gw_metrics_count(struct gw_ctx *ctx, struct gw_live_route *lr, const char *route,
+                      const char *method, int status, int64_t elapsed_ns)
+{
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    const char *labels[] = {route, method, code};
+    ward_counter_inc(ward_metric_get(ctx->m_requests, labels));
+    struct ward_metric *d = lr != NULL ? lr->duration : NULL;
+    if (d == NULL) {
+        const char *dl[] = {route};
+        d = ward_metric_get(ctx->m_duration, dl);
+    }
+    ward_histogram_observe(d, (double)elapsed_ns / 1e9);
 }

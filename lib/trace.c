@@ -85,3 +85,25 @@ void ward__trace_child(const char *traceparent, char out[WARD_TRACEPARENT_LEN + 
     ward__trace_continue(&t, traceparent);
     memcpy(out, t.traceparent, WARD_TRACEPARENT_LEN + 1);
 }
+
+/* ---- the public names (include/ward/trace.h) ---------------------------------------- */
+
+bool ward_trace_continue(struct ward_trace *t, const char *header)
+{
+    return ward__trace_continue(t, header);
+}
+
+void ward_trace_child(const char *traceparent, char out[WARD_TRACEPARENT_LEN + 1])
+{
+    ward__trace_child(traceparent, out);
+}
+
+bool ward_request_id_valid(const char *value)
+{
+    return ward__request_id_valid(value);
+}
+
+void ward_request_id_new(char out[33])
+{
+    ward__random_hex(out, 16);
+}

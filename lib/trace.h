@@ -4,18 +4,7 @@
 
 #include <stdbool.h>
 
-#define WARD_TRACE_ID_LEN 32
-#define WARD_SPAN_ID_LEN 16
-#define WARD_TRACEPARENT_LEN 55
-#define WARD_REQUEST_ID_MAX 128
-
-struct ward_trace {
-    char trace_id[WARD_TRACE_ID_LEN + 1];
-    char parent_id[WARD_SPAN_ID_LEN + 1]; /* the caller's span; "" when we started the trace */
-    char span_id[WARD_SPAN_ID_LEN + 1];   /* this hop's span */
-    char flags[3];
-    char traceparent[WARD_TRACEPARENT_LEN + 1]; /* to send downstream: our span */
-};
+#include <ward/trace.h>
 
 /* Continues the trace of header (a traceparent value, may be NULL) or, when it is
  * missing or invalid, starts a new one (sampled flag 01). Always gives a new span ID.

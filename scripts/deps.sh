@@ -8,6 +8,7 @@ build_pkgs=(gcc make cmake pkg-config libc6-dev curl util-linux
             libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
             libsqlite3-dev libpq-dev libssl-dev
             libyaml-dev  # ward-gateway's config file; brings libyaml-0-2, the run-time part
+            libhttp-parser-dev  # ward-gateway's engine parses HTTP/1.1 with it (libhttp-parser2.9)
             jq)  # jq: the curl walkthroughs in the docs read ids with it
 test_pkgs=(libcriterion-dev prometheus etcd-server postgresql)
 bench_pkgs=(wrk util-linux curl golang-go nginx-light haproxy)  # the last two: bench/gateway.sh

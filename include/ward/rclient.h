@@ -198,4 +198,40 @@ struct ward_balancer *ward_rclient_balancer(const struct ward_rclient *rc);
 WARD_MUST_CHECK enum ward_err ward_rclient_export(struct ward_rclient *rc,
                                                   struct ward_metrics *reg);
 
+/* --- the policy as steps, for a caller with its own event loop and transport --------- */
+
+struct ward_rcall;
+
+/* What the caller of a step does next. */
+enum ward_rstep {
+    WARD_RSTEP_SEND, /* send the attempt ward_rcall_attempt filled in */
+    WARD_RSTEP_WAIT, /* wait *wait_ns on rc's clock, then call ward_rcall_attempt */
+    WARD_RSTEP_DONE  /* call ward_rcall_end */
+};
+
+/* Admits a call (call and its strings are borrowed until ward_rcall_end): works out the
+ * deadline, takes a bulkhead slot and a limiter token, deposits in the retry budget.
+ * *step is WAIT (possibly 0 ns) before the first ward_rcall_attempt, or DONE (refused).
+ * INVAL on NULL arguments; NOMEM. On OK the caller owns *out and ends it with
+ * ward_rcall_end whatever the steps say. */
+WARD_MUST_CHECK enum ward_err ward_rcall_new(struct ward_rclient *rc,
+                                             const struct ward_http_call *call,
+                                             struct ward_rcall **out, enum ward_rstep *step,
+                                             int64_t *wait_ns);
+/* Starts an attempt: checks the deadline, asks the breaker, picks an instance, and fills
+ * *out with the request to send: out->url is absolute ("http://host:port/path") and
+ * out->deadline the attempt's; the strings stay valid until the next step. SEND, DONE,
+ * or WAIT when no instance could be picked and the policy waits for one. */
+enum ward_rstep ward_rcall_attempt(struct ward_rcall *c, struct ward_http_call *out,
+                                   int64_t *wait_ns);
+/* The attempt's outcome, as ward_httpc_do would give it (err, and res with status,
+ * headers for Retry-After, and sent): reported to the breaker and the balancer, then the
+ * retry policy and budget decide. WAIT before the next attempt, or DONE. */
+enum ward_rstep ward_rcall_outcome(struct ward_rcall *c, enum ward_err err,
+                                   const struct ward_http_result *res, int64_t *wait_ns);
+/* Ends the call (settles what is still owed, counts its result) and frees c. Returns the
+ * final error: OK, HTTP_STATUS (the last response was >= 400), or why there is none;
+ * *sent_any (may be NULL) tells whether some attempt may have reached the dependency. */
+enum ward_err ward_rcall_end(struct ward_rcall *c, bool *sent_any);
+
 #endif

@@ -482,13 +482,14 @@ Test(gateway_behaviour, two_thousand_idle_connections_do_not_stop_a_request)
     cr_assert_eq(setrlimit(RLIMIT_NOFILE, &high), 0);
 
     static int fds[IDLE_CONNS];
+    static const char cut[] = "GET /u/idle HTTP/1.1\r\nHost: x\r\n";
     int base = fd_count(gw->pid);
     for (int i = 0; i < IDLE_CONNS; i++) {
         fds[i] = h_connect(gw->port);
         cr_assert_geq(fds[i], 0, "connection %d refused", i);
         /* half send nothing, half a request cut short in its headers */
         if (i % 2 == 1)
-            cr_assert(h_send(fds[i], "GET /u/idle HTTP/1.1\r\nHost: x\r\n", 32));
+            cr_assert(h_send(fds[i], cut, strlen(cut)));
     }
     /* the gateway has accepted them all (each is an fd of its own) */
     int held = -1;
