@@ -35,6 +35,7 @@ struct gw_conn {
     struct gw_buf target, body;
     enum conn_state state;
     bool in_request;  /* a request's first bytes are in */
+    bool head_done;   /* and its header block */
     bool complete;    /* its last ones too */
     int reject;       /* a problem type + 1 to answer instead of dispatching */
     const char *reject_detail;
@@ -95,6 +96,7 @@ static int on_begin(http_parser *p)
 {
     struct gw_conn *c = of(p);
     c->in_request = true;
+    c->head_done = false;
     c->complete = false;
     c->target.len = 0;
     c->body.len = 0;
@@ -129,6 +131,7 @@ static int on_headers(http_parser *p)
     struct gw_conn *c = of(p);
     if (!gw_headers_end(&c->req.headers) || !gw_buf_add(&c->target, "", 1))
         return -1;
+    c->head_done = true;
     c->head_method = p->method == HTTP_HEAD;
     if (p->upgrade && p->method != HTTP_CONNECT) {
         p->upgrade = 0; /* no protocol switch through the gateway: a plain request */
@@ -254,7 +257,9 @@ void gw_conn_respond(struct gw_conn *c, int status, const struct gw_buf *head, c
     c->close_after = c->close_after || !c->req.keep_alive || c->draining;
     char tail[96];
     int n = snprintf(tail, sizeof tail, "Content-Length: %zu\r\n%s\r\n", body_len,
-                     c->close_after ? "Connection: close\r\n" : "");
+                     c->close_after     ? "Connection: close\r\n"
+                     : c->req.http10 ? "Connection: keep-alive\r\n"
+                                     : "");
     if (c->head_method)
         body_len = 0;
     c->out.len = c->out_off = 0;
@@ -279,12 +284,15 @@ static void dispatch(struct gw_conn *c)
     c->req.body = c->body.data;
     c->req.body_len = c->body.len;
     c->req.keep_alive = http_should_keep_alive(&c->parser) && !c->draining;
+    c->req.http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
     if (c->reject != 0) {
         enum ward_problem_type t = (enum ward_problem_type)(c->reject - 1);
         c->reject = 0;
         c->close_after = true; /* the rest of what it sent is not read */
-        if (c->req.target == NULL || !c->in_request)
+        if (!c->head_done) { /* refused within its head: nothing of it is whole */
             c->req.target = "";
+            gw_headers_reset(&c->req.headers);
+        }
         gw_proxy_reject(c->w, c, &c->req, t, c->reject_detail);
         return;
     }

@@ -167,6 +167,7 @@ struct gw_request {
     const char *body;
     size_t body_len;
     bool keep_alive;
+    bool http10;     /* an HTTP/1.0 client: keep-alive must be said */
     char remote[64]; /* the client's address, no port */
 };
 
@@ -199,6 +200,8 @@ void gw_conn_close(struct gw_conn *c);
 
 /* ---- upstream connections (upstream.c) ------------------------------------------------ */
 
+#define GW_UPSTREAM_IDLE_NS (4 * (int64_t)1000000000)
+
 struct gw_upcall;
 typedef void (*gw_upcall_fn)(struct gw_upcall *u, enum ward_err err, struct ward_http_result *res);
 
@@ -210,6 +213,7 @@ struct gw_upcall {
     const char *body;       /* borrowed */
     size_t body_len;
     bool head_method;
+    bool resend_ok;     /* safe to send twice (idempotent method, or an Idempotency-Key) */
     bool retried_stale; /* a kept-alive connection failed before any answer: sent anew */
     struct gw_worker *w;
     struct gw_timer later; /* an error found at once, delivered on the next turn */
@@ -219,7 +223,8 @@ struct gw_upcall {
 };
 
 /* Sends u's request to authority ("host:port") on an idle kept-alive connection of w's
- * pool, or a new one. done runs once, later, on w's thread (never from within this call)
+ * pool (one idle for less than GW_UPSTREAM_IDLE_NS; older ones are closed, since servers
+ * close theirs after a few seconds), or a new one. done runs once, later, on w's thread (never from within this call)
  * unless gw_upcall_abort comes first. */
 void gw_upcall_start(struct gw_worker *w, const char *authority, struct gw_upcall *u);
 /* Gives up on u (its deadline): the connection is closed, done will not run. */

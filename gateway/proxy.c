@@ -340,6 +340,7 @@ static void attempt(struct gw_exchange *x)
     x->up.body = x->req->body;
     x->up.body_len = x->req->body_len;
     x->up.head_method = strcmp(x->req->method, "HEAD") == 0;
+    x->up.resend_ok = x->call.idempotency_key != NULL || ward_retry_idempotent(x->req->method);
     x->on_wire = true;
     gw_timer_set(x->w, &x->timer, out.deadline);
     gw_upcall_start(x->w, authority, &x->up);

@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <ward/clock.h>
+
 #include "engine.h"
 
 #define IDLE_MAX 512 /* kept-alive connections per instance and worker */
@@ -35,6 +37,7 @@ struct gw_upconn {
     bool complete;
     bool too_large;
     bool out_watch;   /* waiting for EPOLLOUT (connecting, or a full socket) */
+    int64_t idle_since;
     struct gw_headers headers;
     struct gw_buf body;
 };
@@ -246,7 +249,10 @@ static void failed(struct gw_upconn *c, enum ward_err err)
     struct upinst *in = c->inst;
     struct gw_worker *w = c->pool->w;
     bool sent = c->sent > 0 || c->state == U_READING;
-    bool stale = c->reused && !c->got_bytes && !u->retried_stale;
+    /* a kept-alive connection that died before any byte of the answer: most likely closed
+     * by the instance as it was being reused, so the request never reached it; sent once
+     * more when that is safe even if it did */
+    bool stale = c->reused && !c->got_bytes && !u->retried_stale && u->resend_ok;
     u->conn = NULL;
     c->u = NULL;
     conn_free(c);
@@ -284,6 +290,7 @@ static void answered(struct gw_upconn *c)
         unlink_from(&c->pool->busy, c);
         c->state = U_IDLE;
         c->reused = true;
+        c->idle_since = ward_clock_now(NULL);
         link_to(&c->inst->idle, c);
         c->inst->nidle++;
     } else {
@@ -434,6 +441,11 @@ static void connect_new(struct gw_worker *w, struct upinst *in, struct gw_upcall
 static void start_on(struct gw_worker *w, struct upinst *in, struct gw_upcall *u)
 {
     struct gw_upconn *c = in->idle;
+    int64_t now = ward_clock_now(NULL);
+    while (c != NULL && now - c->idle_since > GW_UPSTREAM_IDLE_NS) {
+        conn_free(c); /* the newest first: an old one means all behind it are older */
+        c = in->idle;
+    }
     if (c == NULL || u->retried_stale) {
         connect_new(w, in, u);
         return;

@@ -139,7 +139,7 @@ int64_t ward_retry_next_delay(const struct ward_retry_policy *p, uint32_t attemp
     return d;
 }
 
-static bool is_idempotent(const char *method)
+bool ward_retry_idempotent(const char *method)
 {
     if (method == NULL)
         return false;
@@ -187,7 +187,7 @@ enum ward_retry_verdict ward_retry_classify(const struct ward_retry_outcome *o)
     default:
         return WARD_RETRY_STOP_ERROR;
     }
-    if (!o->idempotency_key && !is_idempotent(o->method))
+    if (!o->idempotency_key && !ward_retry_idempotent(o->method))
         return WARD_RETRY_STOP_NOT_IDEMPOTENT;
     return WARD_RETRY_YES;
 }

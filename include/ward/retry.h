@@ -106,6 +106,10 @@ void ward_retry_state_init(struct ward_retry_state *st);
 int64_t ward_retry_next_delay(const struct ward_retry_policy *p, uint32_t attempt, int64_t prev_ns,
                               struct ward_retry_rng *rng);
 
+/* Whether method may be sent twice with the effect of once: GET, HEAD, PUT, DELETE,
+ * OPTIONS, TRACE (RFC 9110 §9.2.2). NULL is not. */
+bool ward_retry_idempotent(const char *method);
+
 /* Whether the outcome alone allows a retry (attempts and time aside): YES for transport
  * failures (CONNECT, DNS, RESET), TIMEOUT, and statuses 429, 502, 503 and 504; then only
  * when the method is idempotent (GET, HEAD, PUT, DELETE, OPTIONS, TRACE) or the request
