@@ -119,15 +119,30 @@ static bool chance(double percent)
 }
 
 /* Request headers the hop consumes, or that the gateway sets itself on the way out
- * (Host, the request id, trace and deadline, the length). */
-static bool hop_header(const char *name)
+ * (Host, the request id, trace and deadline, the length): looked up by length first,
+ * since every forwarded header asks. */
+static bool hop_header(const char *name, size_t n)
 {
-    static const char *const drop[] = {
-        "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
-        "TE", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length", "Expect",
-        "X-Request-Id", "traceparent", "X-Request-Timeout-Ms", "X-Forwarded-For"};
-    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (strcasecmp(name, drop[i]) == 0)
+    static const char *const by_len[][4] = {
+        [2] = {"TE"},
+        [4] = {"Host"},
+        [6] = {"Expect"},
+        [7] = {"Trailer", "Upgrade"},
+        [10] = {"Connection", "Keep-Alive"},
+        [11] = {"traceparent"},
+        [12] = {"X-Request-Id"},
+        [14] = {"Content-Length"},
+        [15] = {"X-Forwarded-For"},
+        [16] = {"Proxy-Connection"},
+        [17] = {"Transfer-Encoding"},
+        [18] = {"Proxy-Authenticate"},
+        [19] = {"Proxy-Authorization"},
+        [20] = {"X-Request-Timeout-Ms"},
+    };
+    if (n >= sizeof by_len / sizeof by_len[0])
+        return false;
+    for (size_t i = 0; i < 4 && by_len[n][i] != NULL; i++)
+        if (strcasecmp(name, by_len[n][i]) == 0)
             return true;
     return false;
 }
@@ -138,13 +153,13 @@ struct fwd {
     bool ok;
 };
 
-static bool copy_header(const char *name, const char *value, void *arg)
+static bool copy_header(const char *name, size_t nlen, const char *value, void *arg)
 {
     struct fwd *f = arg;
-    if (hop_header(name) ||
+    if (hop_header(name, nlen) ||
         (f->drop_auth && (strcasecmp(name, "X-API-Key") == 0 || strcasecmp(name, "Authorization") == 0)))
         return true;
-    f->ok = f->ok && gw_buf_str(f->b, name) && gw_buf_add(f->b, ": ", 2) &&
+    f->ok = f->ok && gw_buf_add(f->b, name, nlen) && gw_buf_add(f->b, ": ", 2) &&
             gw_buf_str(f->b, value) && gw_buf_add(f->b, "\r\n", 2);
     return f->ok;
 }
@@ -164,12 +179,11 @@ static void route(struct gw_exchange *x)
     struct gw_request *req = x->req;
     x->st = gw_state_get(x->ctx);
     size_t cap = strlen(req->target) + x->st->cfg->rewrite_grow + 2;
-    x->path = malloc(cap);
-    if (x->path == NULL) {
+    if (!gw_buf_reserve(&x->path, cap)) {
         gw_x_problem(x, WARD_PROBLEM_INTERNAL, 0, "out of memory");
         return;
     }
-    const struct gw_route *r = gw_route_match(x->st->cfg, req->target, x->path, cap);
+    const struct gw_route *r = gw_route_match(x->st->cfg, req->target, x->path.data, cap);
     if (r == NULL) {
         gw_x_problem(x, WARD_PROBLEM_NOT_FOUND, 0, "no route for %.*s",
                      (int)strcspn(req->target, "?"), req->target);

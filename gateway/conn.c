@@ -26,6 +26,7 @@ struct gw_conn {
     struct gw_io io;
     struct gw_worker *w;
     struct gw_timer timer; /* idle, or stalled mid-request or mid-answer */
+    int64_t deadline;      /* when the timer really ends it: moved without touching the heap */
     http_parser parser;
     struct gw_buf in; /* read, not yet parsed */
     size_t in_off;
@@ -187,7 +188,7 @@ static const http_parser_settings settings = {
  * kernel memory; the connection's timer ends it then). */
 static void watch_out(struct gw_conn *c, bool out)
 {
-    uint32_t ev = (c->reading_off ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0) | EPOLLRDHUP;
+    uint32_t ev = (c->reading_off ? 0 : EPOLLIN) | (out ? EPOLLOUT : 0) | EPOLLRDHUP | EPOLLET;
     (void)gw_worker_rewatch(c->w, &c->io, ev);
 }
 
@@ -278,7 +279,6 @@ void gw_conn_respond(struct gw_conn *c, int status, const struct gw_buf *head, c
 static void dispatch(struct gw_conn *c)
 {
     c->state = C_BUSY;
-    gw_timer_cancel(c->w, &c->timer);
     c->req.method = http_method_str((enum http_method)c->parser.method);
     c->req.target = c->target.data;
     c->req.body = c->body.data;
@@ -341,28 +341,39 @@ static void on_io(struct gw_io *io, uint32_t events)
         return;
     if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)))
         return;
-    if (c->in.len - c->in_off >= PENDING_MAX) { /* a pipeliner ahead of its answers */
-        c->reading_off = true;
-        watch_out(c, c->state == C_WRITE);
-        return;
-    }
-    if (c->in_off > 0 && c->in_off == c->in.len)
-        c->in.len = c->in_off = 0;
-    if (!gw_buf_reserve(&c->in, READ_CHUNK)) {
-        conn_free(c);
-        return;
-    }
-    ssize_t n = recv(io->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        conn_free(c); /* the client went: an answer due is dropped (499 in the log) */
-        return;
-    }
-    if (n < 0)
-        return;
-    c->in.len += (size_t)n;
-    if (c->state == C_READ) {
-        arm(c);
-        parse(c);
+    /* edge-triggered: read until a read comes back short (the socket is then empty, and
+     * what arrives later is a new edge) */
+    for (;;) {
+        if (c->in.len - c->in_off >= PENDING_MAX) { /* a pipeliner ahead of its answers */
+            c->reading_off = true;
+            watch_out(c, c->state == C_WRITE);
+            return;
+        }
+        if (c->in_off > 0 && c->in_off == c->in.len)
+            c->in.len = c->in_off = 0;
+        if (!gw_buf_reserve(&c->in, READ_CHUNK)) {
+            conn_free(c);
+            return;
+        }
+        size_t room = c->in.cap - c->in.len;
+        ssize_t n = recv(io->fd, c->in.data + c->in.len, room, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            conn_free(c); /* the client went: an answer due is dropped (499 in the log) */
+            return;
+        }
+        c->in.len += (size_t)n;
+        if (c->state == C_READ) {
+            arm(c);
+            parse(c);
+            if (io->on == NULL) /* closed within: buried until the turn ends */
+                return;
+        }
+        if ((size_t)n < room)
+            return;
     }
 }
 
@@ -392,7 +403,7 @@ void gw_conn_accept(struct gw_worker *w, int fd)
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
-    if (!gw_worker_watch(w, &c->io, EPOLLIN | EPOLLRDHUP)) {
+    if (!gw_worker_watch(w, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET)) {
         conn_free(c);
         return;
     }

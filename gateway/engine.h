@@ -66,14 +66,24 @@ struct gw_buf {
 bool gw_buf_reserve(struct gw_buf *b, size_t more);
 bool gw_buf_add(struct gw_buf *b, const void *p, size_t n);
 bool gw_buf_str(struct gw_buf *b, const char *s);
+/* Appends v in decimal. */
+bool gw_buf_int(struct gw_buf *b, int64_t v);
 void gw_buf_free(struct gw_buf *b);
 
 /* Headers as "name\0value\0" pairs (the layout of ward_http_result's headers), built
- * from http-parser's callbacks, which may cut a name or a value anywhere. */
+ * from http-parser's callbacks, which may cut a name or a value anywhere, and indexed
+ * when the block ends so that a lookup compares lengths before letters. */
+#define GW_HEADERS_INDEXED 48
 struct gw_headers {
     struct gw_buf buf;
     int last; /* 0 nothing yet, 1 in a name, 2 in a value */
     size_t count;
+    struct {
+        uint32_t name, value; /* offsets in buf */
+        uint32_t nlen;
+    } idx[GW_HEADERS_INDEXED];
+    size_t nidx;   /* entries of idx in use */
+    bool indexed;  /* idx holds every header (else lookups scan buf) */
 };
 
 bool gw_headers_field(struct gw_headers *h, const char *at, size_t n);
@@ -82,9 +92,10 @@ bool gw_headers_value(struct gw_headers *h, const char *at, size_t n);
 bool gw_headers_end(struct gw_headers *h);
 /* The first value of name (case-insensitive), or NULL. */
 const char *gw_headers_get(const struct gw_headers *h, const char *name);
-/* Calls fn for each pair in order; stops when fn returns false. */
+/* Calls fn for each pair in order (with the name's length); stops when fn returns false. */
 void gw_headers_each(const struct gw_headers *h,
-                     bool (*fn)(const char *name, const char *value, void *arg), void *arg);
+                     bool (*fn)(const char *name, size_t nlen, const char *value, void *arg),
+                     void *arg);
 void gw_headers_reset(struct gw_headers *h);
 
 /* ---- workers (worker.c) ------------------------------------------------------------- */
@@ -105,6 +116,8 @@ struct gw_worker {
     struct gw_conn *conns;          /* client connections (conn.c's list) */
     size_t nconns;
     struct gw_exchange *exchanges;  /* requests in flight (proxy.c's list) */
+    struct gw_exchange *spare;      /* ended ones kept with their buffers, for the next */
+    size_t nspare;
     struct gw_pool *pool;           /* upstream connections (upstream.c) */
     struct gw_io *buried;           /* closed this turn, freed after it */
     _Atomic int command; /* 0 run, 1 drain, 2 stop */
@@ -210,7 +223,10 @@ struct gw_upcall {
     gw_upcall_fn done;
     struct gw_upconn *conn; /* while on the wire */
     struct gw_buf req;      /* the request head, built by the caller */
-    const char *body;       /* borrowed */
+    /* the answer's body and header block: the result handed to done points into them
+     * (swapped with the connection's, so that neither is allocated anew per answer) */
+    struct gw_buf answer_body, answer_headers;
+    const char *body;       /* the request's, borrowed */
     size_t body_len;
     bool head_method;
     bool resend_ok;     /* safe to send twice (idempotent method, or an Idempotency-Key) */

@@ -23,12 +23,15 @@ struct gw_exchange {
     char request_id[WARD_REQUEST_ID_MAX + 1];
     struct ward_trace trace;
     struct ward_log_ctx logctx;
-    char *path;          /* the target, rewritten for the upstream */
+    /* buffers kept from one request to the next on the worker's spare list */
+    struct gw_buf path;  /* the target, rewritten for the upstream */
     struct gw_buf fwd;   /* the client's headers to forward, as "Name: value\r\n" lines */
     struct gw_buf extra; /* headers of the answer the gateway adds */
+    struct gw_buf head;  /* the answer's status line and headers */
     struct ward_http_call call;
     struct ward_rcall *rcall;
     struct gw_upcall up;
+    char authority[256];   /* the attempt's instance, "host:port" */
     struct gw_timer timer; /* a wait of the policy, or the attempt's deadline */
     bool on_wire;
     struct ward_http_result res; /* the last attempt's answer */

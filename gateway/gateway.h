@@ -37,7 +37,13 @@ struct gw_live_route {
     struct ward_keyed_limiter *limiter; /* per client; NULL when the route has no limit */
     atomic_uint_fast64_t requests, faults;
     struct ward_metric *duration;       /* ward_gateway_request_duration_seconds{route} */
+    /* ward_gateway_requests_total's children by method and status, found once each */
+    _Atomic(struct ward_metric *) *by_status; /* [GW_METHODS][500]: statuses 100..599 */
 };
+
+/* The methods labelled by name (the rest are "OTHER"), for the metrics. */
+#define GW_METHODS 8
+extern const char *const gw_method_labels[GW_METHODS];
 
 /* What a configuration makes live; swapped whole on a reload, freed when the last request
  * using it has ended. */
@@ -77,9 +83,12 @@ void gw_state_put(struct gw_state *st);
 
 /* Registers the gateway's request metrics in ctx->metrics; NOMEM. */
 WARD_MUST_CHECK enum ward_err gw_metrics_init(struct gw_ctx *ctx);
-/* Counts an answered request (lr NULL when no route took it). */
+/* Counts an answered request (lr NULL when no route took it); method: an index into
+ * gw_method_labels. */
 void gw_metrics_count(struct gw_ctx *ctx, struct gw_live_route *lr, const char *route,
-                      const char *method, int status, int64_t elapsed_ns);
+                      size_t method, int status, int64_t elapsed_ns);
+/* The index of method in gw_method_labels. */
+size_t gw_method_index(const char *method);
 
 /* The admin listener: GET /admin/status and GET /metrics on --admin-listen. */
 WARD_MUST_CHECK enum ward_err gw_admin_start(struct gw_ctx *ctx);

@@ -26,6 +26,20 @@ void gw_x_free(struct gw_exchange *x);
 
 /* ---- the exchange's end ------------------------------------------------------------- */
 
+#define SPARE_MAX 256
+
+static void buffers_free(struct gw_exchange *x)
+{
+    gw_buf_free(&x->up.req);
+    gw_buf_free(&x->up.answer_body);
+    gw_buf_free(&x->up.answer_headers);
+    gw_buf_free(&x->path);
+    gw_buf_free(&x->fwd);
+    gw_buf_free(&x->extra);
+    gw_buf_free(&x->head);
+    free(x);
+}
+
 void gw_x_free(struct gw_exchange *x)
 {
     struct gw_worker *w = x->w;
@@ -42,13 +56,14 @@ void gw_x_free(struct gw_exchange *x)
         (void)ward_rcall_end(x->rcall, NULL);
     if (x->conn != NULL)
         gw_conn_set_exchange(x->conn, NULL);
-    ward_http_result_fini(&x->res);
-    gw_buf_free(&x->up.req);
-    gw_buf_free(&x->fwd);
-    gw_buf_free(&x->extra);
-    free(x->path);
-    gw_state_put(x->st);
-    free(x);
+    gw_state_put(x->st); /* x->res points into x->up's buffers: nothing of its own */
+    if (w->nspare >= SPARE_MAX) {
+        buffers_free(x);
+        return;
+    }
+    x->next = w->spare; /* its buffers stay: the next request writes over them */
+    w->spare = x;
+    w->nspare++;
 }
 
 void gw_proxy_client_gone(struct gw_exchange *x)
@@ -63,16 +78,14 @@ void gw_proxy_stop(struct gw_worker *w)
 {
     while (w->exchanges != NULL)
         gw_x_free(w->exchanges);
+    while (w->spare != NULL) {
+        struct gw_exchange *x = w->spare;
+        w->spare = x->next;
+        buffers_free(x);
+    }
+    w->nspare = 0;
 }
 
-static const char *method_label(const char *m)
-{
-    static const char *const known[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(m, known[i]) == 0)
-            return known[i];
-    return "OTHER";
-}
 
 static void count(struct gw_exchange *x, size_t bytes)
 {
@@ -86,7 +99,7 @@ static void count(struct gw_exchange *x, size_t bytes)
                        WARD_I("bytes", (int64_t)bytes),
                        WARD_D("duration_ms", (double)elapsed / 1e6),
                        WARD_S("remote", x->req != NULL ? x->req->remote : ""), WARD_KV_LAST);
-    gw_metrics_count(ctx, x->lr, x->route_label, method_label(method), x->status, elapsed);
+    gw_metrics_count(ctx, x->lr, x->route_label, gw_method_index(method), x->status, elapsed);
 }
 
 /* Sends the answer (head: the header lines; body of ctype) and ends the exchange. */
@@ -98,25 +111,27 @@ void gw_x_answer(struct gw_exchange *x, int status, const struct gw_buf *headers
     x->conn = NULL;
     if (c != NULL)
         gw_conn_set_exchange(c, NULL);
-    char line[160];
     const char *reason = http_status_str((enum http_status)status);
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\nX-Request-Id: %s\r\n", status,
-                     reason != NULL && strcmp(reason, "<unknown>") != 0 ? reason : "Status",
-                     x->request_id);
-    struct gw_buf head = {0};
-    bool ok = gw_buf_add(&head, line, (size_t)n) &&
-              (headers == NULL || gw_buf_add(&head, headers->data, headers->len)) &&
-              gw_buf_add(&head, x->extra.data, x->extra.len);
+    if (reason == NULL || strcmp(reason, "<unknown>") == 0)
+        reason = "Status";
+    struct gw_buf *head = &x->head;
+    head->len = 0;
+    bool ok = gw_buf_add(head, "HTTP/1.1 ", 9) && gw_buf_int(head, status) &&
+              gw_buf_add(head, " ", 1) && gw_buf_str(head, reason) &&
+              gw_buf_add(head, "\r\nX-Request-Id: ", 16) && gw_buf_str(head, x->request_id) &&
+              gw_buf_add(head, "\r\n", 2) &&
+              (headers == NULL || gw_buf_add(head, headers->data, headers->len)) &&
+              gw_buf_add(head, x->extra.data, x->extra.len);
     if (ok && ctype != NULL)
-        ok = gw_buf_str(&head, "Content-Type: ") && gw_buf_str(&head, ctype) && gw_buf_str(&head, "\r\n");
+        ok = gw_buf_add(head, "Content-Type: ", 14) && gw_buf_str(head, ctype) &&
+             gw_buf_add(head, "\r\n", 2);
     count(x, len);
     if (c != NULL) {
         if (ok)
-            gw_conn_respond(c, status, &head, body, len);
+            gw_conn_respond(c, status, head, body, len);
         else
             gw_conn_close(c); /* out of memory: nothing half-said */
     }
-    gw_buf_free(&head);
     gw_x_free(x);
 }
 
@@ -128,9 +143,8 @@ void gw_x_header(struct gw_exchange *x, const char *name, const char *value)
 
 void gw_x_int_header(struct gw_exchange *x, const char *name, int64_t v)
 {
-    char buf[24];
-    snprintf(buf, sizeof buf, "%lld", (long long)v);
-    gw_x_header(x, name, buf);
+    (void)(gw_buf_str(&x->extra, name) && gw_buf_str(&x->extra, ": ") &&
+           gw_buf_int(&x->extra, v) && gw_buf_str(&x->extra, "\r\n"));
 }
 
 /* A problem of type with its detail (status: the type's, unless nonzero). */
@@ -161,15 +175,27 @@ void gw_x_problem(struct gw_exchange *x, enum ward_problem_type type, int status
 
 /* ---- the upstream's answer, or why there is none ------------------------------------ */
 
+/* Response headers the hop consumes, or that the gateway sets itself. */
 static bool hop_response_header(const char *name)
 {
-    static const char *const drop[] = {"Connection", "Keep-Alive", "Transfer-Encoding",
-                                       "Content-Length", "X-Request-Id", "Proxy-Authenticate",
-                                       "Proxy-Connection", "Trailer", "Upgrade"};
-    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (strcasecmp(name, drop[i]) == 0)
-            return true;
-    return false;
+    switch (strlen(name)) {
+    case 7:
+        return strcasecmp(name, "Trailer") == 0 || strcasecmp(name, "Upgrade") == 0;
+    case 10:
+        return strcasecmp(name, "Connection") == 0 || strcasecmp(name, "Keep-Alive") == 0;
+    case 12:
+        return strcasecmp(name, "X-Request-Id") == 0;
+    case 14:
+        return strcasecmp(name, "Content-Length") == 0;
+    case 16:
+        return strcasecmp(name, "Proxy-Connection") == 0;
+    case 17:
+        return strcasecmp(name, "Transfer-Encoding") == 0;
+    case 18:
+        return strcasecmp(name, "Proxy-Authenticate") == 0;
+    default:
+        return false;
+    }
 }
 
 static bool copy_response_header(const char *name, const char *value, void *arg)
@@ -203,10 +229,9 @@ static void finish(struct gw_exchange *x)
     switch (err) {
     case WARD_ERR_OK:
     case WARD_ERR_HTTP_STATUS: {
-        struct gw_buf h = {0};
-        ward_http_result_headers(&x->res, copy_response_header, &h);
-        gw_x_answer(x, x->res.status, &h, NULL, x->res.body != NULL ? x->res.body : "", x->res.body_len);
-        gw_buf_free(&h);
+        ward_http_result_headers(&x->res, copy_response_header, &x->extra);
+        gw_x_answer(x, x->res.status, NULL, NULL, x->res.body != NULL ? x->res.body : "",
+                    x->res.body_len);
         return;
     }
     case WARD_ERR_OPEN:
@@ -247,8 +272,7 @@ static void on_timer(struct gw_timer *t)
     /* the attempt's deadline: the attempt is given up, and the policy decides */
     gw_upcall_abort(&x->up);
     x->on_wire = false;
-    ward_http_result_fini(&x->res);
-    x->res.sent = true;
+    x->res = (struct ward_http_result){.sent = true};
     int64_t wait = 0;
     enum ward_rstep s = ward_rcall_outcome(x->rcall, WARD_ERR_DEADLINE, &x->res, &wait);
     if (s == WARD_RSTEP_WAIT) {
@@ -263,7 +287,7 @@ static void follow(struct gw_exchange *x, enum ward_rstep s, int64_t wait)
     if (s == WARD_RSTEP_DONE) {
         finish(x);
     } else if (wait > 0) {
-        gw_timer_set(x->w, &x->timer, ward_clock_now(NULL) + wait);
+        gw_timer_set(x->w, &x->timer, x->w->now + wait);
     } else {
         attempt(x);
     }
@@ -274,49 +298,43 @@ static void on_answer(struct gw_upcall *u, enum ward_err err, struct ward_http_r
     struct gw_exchange *x = (struct gw_exchange *)((char *)u - offsetof(struct gw_exchange, up));
     x->on_wire = false;
     gw_timer_cancel(x->w, &x->timer);
-    ward_http_result_fini(&x->res);
-    x->res = *res;
+    x->res = *res; /* into x->up's buffers, or nothing */
     int64_t wait = 0;
     enum ward_rstep s = ward_rcall_outcome(x->rcall, err, &x->res, &wait);
     follow(x, s, wait);
 }
 
 /* The request line and headers of an attempt to url. */
-static bool build_request(struct gw_exchange *x, const struct ward_http_call *out,
-                          const char **authority_out)
+static bool build_request(struct gw_exchange *x, const struct ward_http_call *out)
 {
-    static char authority[256];
     const char *a = strstr(out->url, "://");
     a = a != NULL ? a + 3 : out->url;
     const char *slash = strchr(a, '/');
     size_t alen = slash != NULL ? (size_t)(slash - a) : strlen(a);
-    if (alen == 0 || alen >= sizeof authority)
+    if (alen == 0 || alen >= sizeof x->authority)
         return false;
-    memcpy(authority, a, alen);
-    authority[alen] = '\0';
-    *authority_out = authority;
+    memcpy(x->authority, a, alen);
+    x->authority[alen] = '\0';
     const char *path = slash != NULL ? slash : "/";
     char tp[WARD_TRACEPARENT_LEN + 1];
-    ward_trace_child(x->trace.traceparent, tp);
-    int64_t left = out->deadline - ward_clock_now(NULL);
+    ward_trace_span(&x->trace, tp);
+    int64_t left = out->deadline - x->w->now;
     int64_t ms = left <= WARD_NS_PER_MS ? 1 : left / WARD_NS_PER_MS;
     struct gw_request *r = x->req;
-    char tail[256];
-    int n = snprintf(tail, sizeof tail,
-                     "X-Request-Id: %s\r\ntraceparent: %s\r\nX-Request-Timeout-Ms: %lld\r\n",
-                     x->request_id, tp, (long long)ms);
     struct gw_buf *b = &x->up.req;
     b->len = 0;
     bool ok = gw_buf_str(b, r->method) && gw_buf_add(b, " ", 1) && gw_buf_str(b, path) &&
-              gw_buf_str(b, " HTTP/1.1\r\nHost: ") && gw_buf_add(b, authority, alen) &&
+              gw_buf_add(b, " HTTP/1.1\r\nHost: ", 17) && gw_buf_add(b, x->authority, alen) &&
               gw_buf_add(b, "\r\n", 2) && gw_buf_add(b, x->fwd.data, x->fwd.len) &&
-              gw_buf_add(b, tail, (size_t)n);
+              gw_buf_add(b, "X-Request-Id: ", 14) && gw_buf_str(b, x->request_id) &&
+              gw_buf_add(b, "\r\ntraceparent: ", 15) && gw_buf_add(b, tp, WARD_TRACEPARENT_LEN) &&
+              gw_buf_add(b, "\r\nX-Request-Timeout-Ms: ", 24) && gw_buf_int(b, ms) &&
+              gw_buf_add(b, "\r\n", 2);
     bool bodied = r->body_len > 0 || strcmp(r->method, "POST") == 0 ||
                   strcmp(r->method, "PUT") == 0 || strcmp(r->method, "PATCH") == 0;
-    if (ok && bodied) {
-        n = snprintf(tail, sizeof tail, "Content-Length: %zu\r\n", r->body_len);
-        ok = gw_buf_add(b, tail, (size_t)n);
-    }
+    if (ok && bodied)
+        ok = gw_buf_add(b, "Content-Length: ", 16) && gw_buf_int(b, (int64_t)r->body_len) &&
+             gw_buf_add(b, "\r\n", 2);
     return ok && gw_buf_add(b, "\r\n", 2);
 }
 
@@ -329,8 +347,7 @@ static void attempt(struct gw_exchange *x)
         follow(x, s, wait);
         return;
     }
-    const char *authority = NULL;
-    if (!build_request(x, &out, &authority)) {
+    if (!build_request(x, &out)) {
         struct ward_http_result none = {0};
         s = ward_rcall_outcome(x->rcall, WARD_ERR_NOMEM, &none, &wait);
         follow(x, s, wait);
@@ -343,14 +360,14 @@ static void attempt(struct gw_exchange *x)
     x->up.resend_ok = x->call.idempotency_key != NULL || ward_retry_idempotent(x->req->method);
     x->on_wire = true;
     gw_timer_set(x->w, &x->timer, out.deadline);
-    gw_upcall_start(x->w, authority, &x->up);
+    gw_upcall_start(x->w, x->authority, &x->up);
 }
 
 void gw_proxy_call(struct gw_exchange *x)
 {
     x->call = (struct ward_http_call){
         .method = x->req->method,
-        .url = x->path,
+        .url = x->path.data,
         .deadline = x->deadline,
         .request_id = x->request_id,
         .idempotency_key = gw_headers_get(&x->req->headers, "Idempotency-Key"),
@@ -366,22 +383,34 @@ void gw_proxy_call(struct gw_exchange *x)
 
 /* ---- the exchange's start --------------------------------------------------------- */
 
-struct gw_exchange *gw_x_new(struct gw_worker *w, struct gw_conn *c,
-                                        struct gw_request *req)
+struct gw_exchange *gw_x_new(struct gw_worker *w, struct gw_conn *c, struct gw_request *req)
 {
-    struct gw_exchange *x = calloc(1, sizeof *x);
-    if (x == NULL)
+    struct gw_exchange *x = w->spare;
+    if (x != NULL) { /* everything anew but the buffers' room */
+        w->spare = x->next;
+        w->nspare--;
+        struct gw_buf keep[7] = {x->up.req, x->up.answer_body, x->up.answer_headers, x->path,
+                                 x->fwd,    x->extra,   x->head};
+        memset(x, 0, sizeof *x);
+        struct gw_buf *to[7] = {&x->up.req, &x->up.answer_body, &x->up.answer_headers, &x->path,
+                                &x->fwd,    &x->extra,   &x->head};
+        for (size_t i = 0; i < 7; i++) {
+            *to[i] = keep[i];
+            to[i]->len = 0;
+        }
+    } else if ((x = calloc(1, sizeof *x)) == NULL) {
         return NULL;
+    }
     x->w = w;
     x->ctx = gw_worker_ctx(w);
     x->conn = c;
     x->req = req;
-    x->start = ward_clock_now(NULL);
+    x->start = w->now; /* the turn's clock: read once for all its events */
     x->route_label = "unmatched";
     x->timer.fn = on_timer;
     const char *rid = gw_headers_get(&req->headers, "X-Request-Id");
     if (rid != NULL && ward_request_id_valid(rid))
-        snprintf(x->request_id, sizeof x->request_id, "%s", rid);
+        memcpy(x->request_id, rid, strlen(rid) + 1); /* valid: at most 128 bytes */
     else
         ward_request_id_new(x->request_id);
     ward_trace_continue(&x->trace, gw_headers_get(&req->headers, "traceparent"));

@@ -22,6 +22,7 @@ static void state_free(struct gw_state *st)
         return;
     for (size_t i = 0; i < st->nroutes; i++) {
         ward_rclient_free(st->routes[i].rc);
+        free(st->routes[i].by_status);
         ward_keyed_limiter_free(st->routes[i].limiter);
     }
     for (size_t i = 0; i < st->nups; i++) {
@@ -95,6 +96,9 @@ static enum ward_err live_route(struct gw_ctx *ctx, struct gw_state *st, const s
     if (ctx->m_duration != NULL) {
         const char *labels[] = {r->prefix};
         lr->duration = ward_metric_get(ctx->m_duration, labels);
+        lr->by_status = calloc(GW_METHODS * 500, sizeof *lr->by_status);
+        if (lr->by_status == NULL)
+            return WARD_ERR_NOMEM;
     }
     if (r->limit.rate > 0) {
         struct ward_keyed_limiter_settings ks;
@@ -168,13 +172,35 @@ enum ward_err gw_metrics_init(struct gw_ctx *ctx)
     return ctx->m_requests != NULL && ctx->m_duration != NULL ? WARD_ERR_OK : WARD_ERR_NOMEM;
 }
 
-void gw_metrics_count(struct gw_ctx *ctx, struct gw_live_route *lr, const char *route,
-                      const char *method, int status, int64_t elapsed_ns)
+const char *const gw_method_labels[GW_METHODS] = {"GET", "HEAD", "POST", "PUT", "DELETE",
+                                                   "PATCH", "OPTIONS", "OTHER"};
+
+size_t gw_method_index(const char *method)
 {
-    char code[8];
-    snprintf(code, sizeof code, "%d", status);
-    const char *labels[] = {route, method, code};
-    ward_counter_inc(ward_metric_get(ctx->m_requests, labels));
+    for (size_t i = 0; i < GW_METHODS - 1; i++)
+        if (strcmp(method, gw_method_labels[i]) == 0)
+            return i;
+    return GW_METHODS - 1;
+}
+
+void gw_metrics_count(struct gw_ctx *ctx, struct gw_live_route *lr, const char *route,
+                      size_t method, int status, int64_t elapsed_ns)
+{
+    _Atomic(struct ward_metric *) *slot = NULL;
+    struct ward_metric *m = NULL;
+    if (lr != NULL && lr->by_status != NULL && status >= 100 && status <= 599) {
+        slot = &lr->by_status[method * 500 + (size_t)(status - 100)];
+        m = atomic_load_explicit(slot, memory_order_acquire);
+    }
+    if (m == NULL) {
+        char code[8];
+        snprintf(code, sizeof code, "%d", status);
+        const char *labels[] = {route, gw_method_labels[method], code};
+        m = ward_metric_get(ctx->m_requests, labels);
+        if (slot != NULL)
+            atomic_store_explicit(slot, m, memory_order_release);
+    }
+    ward_counter_inc(m);
     struct ward_metric *d = lr != NULL ? lr->duration : NULL;
     if (d == NULL) {
         const char *dl[] = {route};

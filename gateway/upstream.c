@@ -14,8 +14,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <ward/clock.h>
-
 #include "engine.h"
 
 #define IDLE_MAX 512 /* kept-alive connections per instance and worker */
@@ -269,20 +267,33 @@ static void failed(struct gw_upconn *c, enum ward_err err)
     u->done(u, err, &res);
 }
 
+static void swap(struct gw_buf *a, struct gw_buf *b)
+{
+    struct gw_buf t = *a;
+    *a = *b;
+    *b = t;
+}
+
 static void answered(struct gw_upconn *c)
 {
     struct gw_upcall *u = c->u;
-    struct ward_http_result res = {.status = c->parser.status_code, .sent = true};
-    if (!gw_buf_add(&c->body, "", 1)) {
+    if (!gw_buf_add(&c->body, "", 1)) { /* the body is NUL-terminated for convenience */
         failed(c, WARD_ERR_NOMEM);
         return;
     }
-    res.body = c->body.data;
-    res.body_len = c->body.len - 1;
-    res.headers_ = c->headers.buf.data;
-    res.headers_len_ = c->headers.buf.len;
-    c->body = (struct gw_buf){0};
-    c->headers = (struct gw_headers){0};
+    u->answer_body.len = u->answer_headers.len = 0;
+    swap(&u->answer_body, &c->body);
+    swap(&u->answer_headers, &c->headers.buf);
+    struct ward_http_result res = {
+        .status = c->parser.status_code,
+        .sent = true,
+        .body = u->answer_body.data,
+        .body_len = u->answer_body.len - 1,
+        .headers_ = u->answer_headers.data,
+        .headers_len_ = u->answer_headers.len,
+    };
+    gw_headers_reset(&c->headers);
+    c->body.len = 0;
     bool keep = http_should_keep_alive(&c->parser) && c->inst->nidle < IDLE_MAX;
     u->conn = NULL;
     c->u = NULL;
@@ -290,7 +301,7 @@ static void answered(struct gw_upconn *c)
         unlink_from(&c->pool->busy, c);
         c->state = U_IDLE;
         c->reused = true;
-        c->idle_since = ward_clock_now(NULL);
+        c->idle_since = c->pool->w->now;
         link_to(&c->inst->idle, c);
         c->inst->nidle++;
     } else {
@@ -299,32 +310,41 @@ static void answered(struct gw_upconn *c)
     u->done(u, WARD_ERR_OK, &res);
 }
 
+/* Reads and parses what came; edge-triggered, so until a read comes back short. */
 static void read_answer(struct gw_upconn *c)
 {
-    ssize_t n = recv(c->io.fd, c->pool->scratch, sizeof c->pool->scratch, 0);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        return;
-    if (n < 0) {
-        failed(c, WARD_ERR_TRANSPORT);
-        return;
+    for (;;) {
+        ssize_t n = recv(c->io.fd, c->pool->scratch, sizeof c->pool->scratch, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            failed(c, WARD_ERR_TRANSPORT);
+            return;
+        }
+        size_t len = (size_t)n;
+        size_t done = http_parser_execute(&c->parser, &settings, c->pool->scratch, len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED)
+            http_parser_pause(&c->parser, 0);
+        if (c->too_large) {
+            failed(c, WARD_ERR_TOO_LARGE);
+            return;
+        }
+        if (c->complete) {
+            if (done < len) /* bytes after the answer: not a connection to keep */
+                c->parser.flags |= F_CONNECTION_CLOSE;
+            answered(c);
+            return;
+        }
+        if ((e != HPE_OK && e != HPE_PAUSED) || n == 0) {
+            failed(c, WARD_ERR_TRANSPORT);
+            return;
+        }
+        if (len < sizeof c->pool->scratch)
+            return;
     }
-    size_t len = (size_t)n;
-    size_t done = http_parser_execute(&c->parser, &settings, c->pool->scratch, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
-    if (e == HPE_PAUSED)
-        http_parser_pause(&c->parser, 0);
-    if (c->too_large) {
-        failed(c, WARD_ERR_TOO_LARGE);
-        return;
-    }
-    if (c->complete) {
-        if (done < len) /* bytes after the answer: not a connection to keep */
-            c->parser.flags |= F_CONNECTION_CLOSE;
-        answered(c);
-        return;
-    }
-    if ((e != HPE_OK && e != HPE_PAUSED) || n == 0)
-        failed(c, WARD_ERR_TRANSPORT);
 }
 
 static void on_io(struct gw_io *io, uint32_t events)
@@ -381,7 +401,7 @@ static void send_on(struct gw_upconn *c)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!c->out_watch)
-                (void)gw_worker_rewatch(c->pool->w, &c->io, EPOLLOUT | EPOLLRDHUP);
+                (void)gw_worker_rewatch(c->pool->w, &c->io, EPOLLOUT | EPOLLRDHUP | EPOLLET);
             c->out_watch = true;
             return;
         }
@@ -390,7 +410,7 @@ static void send_on(struct gw_upconn *c)
     }
     c->state = U_READING;
     if (c->out_watch)
-        (void)gw_worker_rewatch(c->pool->w, &c->io, EPOLLIN | EPOLLRDHUP);
+        (void)gw_worker_rewatch(c->pool->w, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET);
     c->out_watch = false;
 }
 
@@ -427,7 +447,7 @@ static void connect_new(struct gw_worker *w, struct upinst *in, struct gw_upcall
     c->u = u;
     u->conn = c;
     link_to(&p->busy, c);
-    if (!gw_worker_watch(w, &c->io, (rc == 0 ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP)) {
+    if (!gw_worker_watch(w, &c->io, (rc == 0 ? EPOLLIN : EPOLLOUT) | EPOLLRDHUP | EPOLLET)) {
         u->conn = NULL;
         c->u = NULL;
         conn_free(c);
@@ -441,8 +461,7 @@ static void connect_new(struct gw_worker *w, struct upinst *in, struct gw_upcall
 static void start_on(struct gw_worker *w, struct upinst *in, struct gw_upcall *u)
 {
     struct gw_upconn *c = in->idle;
-    int64_t now = ward_clock_now(NULL);
-    while (c != NULL && now - c->idle_since > GW_UPSTREAM_IDLE_NS) {
+    while (c != NULL && w->now - c->idle_since > GW_UPSTREAM_IDLE_NS) {
         conn_free(c); /* the newest first: an old one means all behind it are older */
         c = in->idle;
     }

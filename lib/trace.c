@@ -103,6 +103,13 @@ bool ward_request_id_valid(const char *value)
     return ward__request_id_valid(value);
 }
 
+void ward_trace_span(const struct ward_trace *t, char out[WARD_TRACEPARENT_LEN + 1])
+{
+    memcpy(out, t->traceparent, WARD_TRACEPARENT_LEN + 1);
+    ward__random_hex(out + 36, 8); /* overwrites the span and its NUL: the '-' follows */
+    out[52] = '-';
+}
+
 void ward_request_id_new(char out[33])
 {
     ward__random_hex(out, 16);

@@ -27,6 +27,10 @@ bool ward_trace_continue(struct ward_trace *t, const char *header);
  * same trace ID and flags, a new span ID; WARD_TRACEPARENT_LEN bytes and a NUL. */
 void ward_trace_child(const char *traceparent, char out[WARD_TRACEPARENT_LEN + 1]);
 
+/* ward_trace_child of t's own traceparent, without reading it back: same trace ID and
+ * flags, a new span ID. */
+void ward_trace_span(const struct ward_trace *t, char out[WARD_TRACEPARENT_LEN + 1]);
+
 /* True when value is an acceptable incoming X-Request-Id: 1..128 visible ASCII bytes. */
 bool ward_request_id_valid(const char *value);
 
