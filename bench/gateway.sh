@@ -2,8 +2,8 @@
 # bench/gateway.sh — ward-gateway against nginx and HAProxy (Debian's), each in front of
 # the same zakat-service instance, plus the instance directly. wrk runs on CPU 0, the
 # proxy and the backend on CPU 1; rounds are interleaved (direct, nginx, haproxy,
-# gateway, again and again) and the medians of the rounds are printed with their ratio
-# to HAProxy's.
+# gateway, each round starting one place later) and the medians of the rounds are
+# printed with their ratio to HAProxy's, and the median of the per-round ratios.
 #   bench/gateway.sh [ROUNDS] [DURATION_S] [CONNECTIONS]
 # The gateway runs as deployed: discovery (a static registry), the service's breaker, an
 # inbound rate limit (high enough never to refuse), metrics and the access log on (to a
@@ -118,16 +118,23 @@ run() {
 names=(direct nginx haproxy gateway)
 urls=("http://127.0.0.1:$PZ/calculate" "http://127.0.0.1:$PN/api/zakat/calculate"
       "http://127.0.0.1:$PH/api/zakat/calculate" "http://127.0.0.1:$PG/api/zakat/calculate")
+# each round starts one place later, so that no proxy always runs right after the same
+# other one (the machine's state after a run is not the same for all)
 for r in $(seq "$ROUNDS"); do
-  for i in 0 1 2 3; do
-    echo "${names[$i]} $(run "${urls[$i]}")" | tee -a "$WORK/results"
+  for k in 0 1 2 3; do
+    i=$(( (k + r - 1) % 4 ))
+    echo "$r ${names[$i]} $(run "${urls[$i]}")" | tee -a "$WORK/results"
   done
 done
 echo "medians over $ROUNDS rounds ($DURATION s, $CONNS connections; wrk on CPU 0, proxy + backend on CPU 1):"
 for n in "${names[@]}"; do
-  med() { grep "^$n " "$WORK/results" | awk -v c="$1" '{print $c}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
-  echo "$n $(med 2) $(med 3) $(med 4)"
-done | awk 'BEGIN {printf "%-8s %10s %8s %8s %8s\n", "", "req/s", "p50 ms", "p99 ms", "vs haproxy"}
-            {n[NR]=$1; r[NR]=$2; p5[NR]=$3; p9[NR]=$4; if ($1 == "haproxy") h=$2}
-            END {for (i = 1; i <= NR; i++) printf "%-8s %10d %8.3f %8.3f %8.2f\n", n[i], r[i], p5[i], p9[i], r[i] / h}'
+  med() { grep " $n " "$WORK/results" | awk -v c="$1" '{print $c}' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+  # the median of the per-round ratios to HAProxy: each ratio from runs seconds apart
+  ratio=$(awk -v n="$n" '$2 == n {x[$1]=$3} $2 == "haproxy" {h[$1]=$3}
+            END {for (r in x) print x[r] / h[r]}' "$WORK/results" | sort -n |
+          awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
+  echo "$n $(med 3) $(med 4) $(med 5) $ratio"
+done | awk 'BEGIN {printf "%-8s %10s %8s %8s %10s %12s\n", "", "req/s", "p50 ms", "p99 ms", "vs haproxy", "paired ratio"}
+            {n[NR]=$1; r[NR]=$2; p5[NR]=$3; p9[NR]=$4; pr[NR]=$5; if ($1 == "haproxy") h=$2}
+            END {for (i = 1; i <= NR; i++) printf "%-8s %10d %8.3f %8.3f %10.3f %12.3f\n", n[i], r[i], p5[i], p9[i], r[i] / h, pr[i]}'
 echo "gateway access log lines: $(grep -c '"msg":"request"' "$WORK/gateway.log" || true)"

@@ -149,6 +149,7 @@ static void stop_all(struct gw_worker *w)
 static void *worker_main(void *arg)
 {
     struct gw_worker *w = arg;
+    struct ward_log *log = w->engine->ctx->log;
     struct epoll_event evs[256];
     for (;;) {
         int cmd = atomic_load(&w->command);
@@ -166,15 +167,20 @@ static void *worker_main(void *arg)
         }
         int n = epoll_wait(w->epfd, evs, (int)(sizeof evs / sizeof evs[0]), timeout);
         w->now = ward_clock_now(NULL);
+        ward_log_batch_begin(log); /* the turn's access-log lines go in one hand-over */
         for (int i = 0; i < n; i++) {
             struct gw_io *io = evs[i].data.ptr;
             if (io->on != NULL)
                 io->on(io, evs[i].events);
         }
         gw_timers_run(&w->timers, w->now);
+        ward_log_batch_end(log);
         free_buried(w);
     }
+    ward_log_batch_begin(log);
     stop_all(w);
+    ward_log_batch_end(log);
+    ward_log_batch_release();
     atomic_store(&w->done, true);
     return NULL;
 }

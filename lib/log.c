@@ -318,6 +318,57 @@ const char *ward_log_level_name(enum ward_log_level level)
     return level_names[level];
 }
 
+/* A thread's batch (ward_log_batch_begin): its DEBUG and INFO lines for one log, kept
+ * here and handed over at once, one lock for many lines. */
+#define BATCH_CAP (64 * 1024)
+static _Thread_local struct {
+    struct ward_log *log;
+    char *buf;
+    size_t len;
+} batch;
+
+void ward_log_batch_begin(struct ward_log *log)
+{
+    if (log == NULL)
+        return;
+    if (batch.buf == NULL && (batch.buf = malloc(BATCH_CAP)) == NULL)
+        return; /* no room: lines go one by one, as without a batch */
+    batch.log = log;
+}
+
+void ward_log_batch_end(struct ward_log *log)
+{
+    if (log == NULL || batch.log != log)
+        return;
+    if (batch.len > 0)
+        submit(log, WARD_LOG_INFO, batch.buf, batch.len);
+    batch.len = 0;
+    batch.log = NULL;
+}
+
+void ward_log_batch_release(void)
+{
+    free(batch.buf);
+    batch.buf = NULL;
+    batch.len = 0;
+    batch.log = NULL;
+}
+
+/* Hands a finished line over: into the thread's batch when one is open for log. */
+static void hand_over(struct ward_log *log, enum ward_log_level level, const char *p, size_t n)
+{
+    if (batch.log != log || level >= WARD_LOG_WARN || n > BATCH_CAP) {
+        submit(log, level, p, n);
+        return;
+    }
+    if (batch.len + n > BATCH_CAP) {
+        submit(log, WARD_LOG_INFO, batch.buf, batch.len);
+        batch.len = 0;
+    }
+    memcpy(batch.buf + batch.len, p, n);
+    batch.len += n;
+}
+
 void ward_log_write(struct ward_log *log, enum ward_log_level level,
                     const struct ward_log_ctx *ctx, const char *msg, ...)
 {
@@ -334,6 +385,6 @@ void ward_log_write(struct ward_log *log, enum ward_log_level level,
         ward__log_kv(&ln, &kv);
     va_end(ap);
     ward__log_finish(&ln);
-    submit(log, level, ln.p, ln.len);
+    hand_over(log, level, ln.p, ln.len);
     ward__log_line_release(&ln);
 }

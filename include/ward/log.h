@@ -57,6 +57,16 @@ void ward_log_set_level(struct ward_log *log, enum ward_log_level level);
 /* Writes everything buffered so far before returning. */
 void ward_log_flush(struct ward_log *log);
 
+/* A batch for the calling thread: until ward_log_batch_end, its DEBUG and INFO lines to
+ * log are kept in a buffer of the thread's own and handed to the writer at once at the
+ * end (or when 64 KiB are kept), one lock for all of them; WARN and ERROR still go at
+ * once. An event loop opens one per turn, so that a line waits at most for the turn.
+ * One log at a time per thread; ward_log_batch_release frees the thread's buffer (at
+ * its end). */
+void ward_log_batch_begin(struct ward_log *log);
+void ward_log_batch_end(struct ward_log *log);
+void ward_log_batch_release(void);
+
 /* Parses "debug", "info", "warn", "error" or "off", in any case. */
 WARD_MUST_CHECK enum ward_err ward_log_level_parse(const char *text, enum ward_log_level *out);
 

@@ -445,6 +445,51 @@ Test(log, warn_is_written_before_write_returns)
     close(fd);
 }
 
+Test(log, a_batch_hands_its_lines_over_at_its_end_and_warnings_at_once)
+{
+    int fd = mem_fd();
+    struct ward_log *log = ward_log_new("svc", WARD_LOG_DEBUG, fd);
+    struct ward_log *other = ward_log_new("other", WARD_LOG_DEBUG, fd);
+    char *text;
+
+    ward_log_batch_begin(log);
+    WARD_INFO(log, NULL, "kept 1");
+    WARD_DEBUG(log, NULL, "kept 2");
+    WARD_INFO(other, NULL, "not this log's batch");
+    ward_log_flush(other);
+    WARD_WARN(log, NULL, "warned"); /* at once, ahead of the kept lines */
+    text = read_fd(fd);
+    cr_assert_null(strstr(text, "kept"), "kept lines out before the batch ended: %s", text);
+    cr_assert_not_null(strstr(text, "\"msg\":\"warned\""), "%s", text);
+    cr_assert_not_null(strstr(text, "not this log's batch"), "%s", text);
+    free(text);
+    for (int i = 0; i < 1000; i++) /* past the batch's 64 KiB: handed over as it fills */
+        WARD_INFO(log, NULL, "filler", WARD_I("i", i), WARD_S("pad", "..................................................................."));
+    ward_log_flush(log);
+    text = read_fd(fd);
+    cr_assert_not_null(strstr(text, "kept 1"), "a full batch goes, oldest lines first");
+    free(text);
+    ward_log_batch_end(log);
+    struct out o = collect(log, fd);
+    size_t k1 = SIZE_MAX, k2 = SIZE_MAX, last = SIZE_MAX;
+    for (size_t i = 0; i < o.nlines; i++) {
+        const char *msg = str_member(o.json[i], "msg");
+        if (strcmp(msg, "kept 1") == 0)
+            k1 = i;
+        else if (strcmp(msg, "kept 2") == 0)
+            k2 = i;
+        else if (strcmp(msg, "filler") == 0)
+            last = i;
+    }
+    cr_assert(k1 < k2 && k2 < last, "in the order written: %zu %zu %zu", k1, k2, last);
+    cr_assert_eq(json_integer_value(json_object_get(o.json[last], "i")), 999);
+    out_fini(&o);
+    ward_log_batch_release();
+    ward_log_free(other);
+    ward_log_free(log);
+    close(fd);
+}
+
 Test(log, free_writes_what_is_buffered)
 {
     int fd = mem_fd();
