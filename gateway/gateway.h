@@ -22,10 +22,12 @@
 #include "config.h"
 #include "keys.h"
 
-/* One upstream service: the breaker every route to it shares. */
+/* One upstream service: the breaker and the balancer (with its outlier ejection) every
+ * route to it shares. */
 struct gw_upstream {
     char *service; /* owned */
     struct ward_breaker *breaker;
+    struct ward_balancer *balancer;
     int64_t open_timeout_ns; /* for Retry-After while open */
 };
 

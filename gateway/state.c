@@ -27,6 +27,7 @@ static void state_free(struct gw_state *st)
     }
     for (size_t i = 0; i < st->nups; i++) {
         ward_breaker_free(st->ups[i].breaker);
+        ward_balancer_free(st->ups[i].balancer);
         free(st->ups[i].service);
     }
     free(st->routes);
@@ -38,7 +39,7 @@ static void state_free(struct gw_state *st)
 
 /* The upstream of service, made on first sight with r's breaker settings (the
  * configuration guarantees that every route to a service agrees on them). */
-static enum ward_err upstream(struct gw_state *st, const struct gw_route *r,
+static enum ward_err upstream(struct gw_ctx *ctx, struct gw_state *st, const struct gw_route *r,
                               struct gw_upstream **out)
 {
     for (size_t i = 0; i < st->nups; i++)
@@ -55,7 +56,18 @@ static enum ward_err upstream(struct gw_state *st, const struct gw_route *r,
     u->service = strdup(r->service);
     if (u->service == NULL)
         return WARD_ERR_NOMEM;
+    struct ward_balancer_settings lb;
+    ward_balancer_settings_default(&lb);
+    lb.name = r->service;
     enum ward_err err = ward_breaker_new(&bs, &u->breaker);
+    if (err == WARD_ERR_OK && (err = ward_balancer_new(&lb, &u->balancer)) != WARD_ERR_OK)
+        ward_breaker_free(u->breaker);
+    if (err == WARD_ERR_OK && ctx->metrics != NULL &&
+        ((err = ward_breaker_export(u->breaker, ctx->metrics)) != WARD_ERR_OK ||
+         (err = ward_balancer_export(u->balancer, ctx->metrics)) != WARD_ERR_OK)) {
+        ward_breaker_free(u->breaker);
+        ward_balancer_free(u->balancer);
+    }
     if (err != WARD_ERR_OK) {
         free(u->service);
         return err;
@@ -70,7 +82,7 @@ static enum ward_err live_route(struct gw_ctx *ctx, struct gw_state *st, const s
                                 struct gw_live_route *lr)
 {
     lr->route = r;
-    enum ward_err err = upstream(st, r, &lr->up);
+    enum ward_err err = upstream(ctx, st, r, &lr->up);
     if (err != WARD_ERR_OK)
         return err;
     struct ward_rclient_settings s;
@@ -84,10 +96,13 @@ static enum ward_err live_route(struct gw_ctx *ctx, struct gw_state *st, const s
     if (ctx->registry != NULL) {
         s.discovery.registry = ctx->registry;
         s.discovery.service = r->service;
+        s.discovery.shared_balancer = lr->up->balancer;
     } else {
         s.base_url = "http://127.0.0.1:1"; /* no registry: every call is refused */
     }
     err = ward_rclient_new(&s, &lr->rc);
+    if (err == WARD_ERR_OK && ctx->metrics != NULL)
+        err = ward_rclient_export(lr->rc, ctx->metrics);
     if (err != WARD_ERR_OK) {
         WARD_ERROR(ctx->log, NULL, "route client refused", WARD_S("prefix", r->prefix),
                    WARD_S("error", ward_strerror(err)));
@@ -107,6 +122,8 @@ static enum ward_err live_route(struct gw_ctx *ctx, struct gw_state *st, const s
         ks.limit = r->limit.rate;
         ks.burst = r->limit.burst;
         err = ward_keyed_limiter_new(&ks, &lr->limiter);
+        if (err == WARD_ERR_OK && ctx->metrics != NULL)
+            err = ward_keyed_limiter_export(lr->limiter, ctx->metrics);
     }
     return err;
 }

@@ -240,7 +240,7 @@ static enum ward_err export_layers(struct ward_rclient *rc, struct ward_metrics 
         err = ward_breaker_export(rc->breaker, reg);
     if (err == WARD_ERR_OK && rc->budget != NULL)
         err = ward_budget_export(rc->budget, reg);
-    if (err == WARD_ERR_OK && rc->disc != NULL)
+    if (err == WARD_ERR_OK && rc->disc != NULL && rc->disc->owns_balancer)
         err = ward_balancer_export(rc->disc->balancer, reg);
     if (err == WARD_ERR_OK && rc->owns_httpc)
         err = ward_httpc_export(rc->httpc, reg);

@@ -120,7 +120,9 @@ enum ward_err ward__rdisc_new(struct ward_rclient *rc, const struct ward_rclient
     }
     bs.name = bs.name != NULL ? bs.name : rc->name;
     bs.clock = rc->clock;
-    err = ward_balancer_new(&bs, &d->balancer);
+    d->owns_balancer = s->discovery.shared_balancer == NULL;
+    d->balancer = s->discovery.shared_balancer;
+    err = d->owns_balancer ? ward_balancer_new(&bs, &d->balancer) : WARD_ERR_OK;
     if (err == WARD_ERR_OK)
         err = ward__registry_follow(s->discovery.registry, service, &d->watch);
     if (err != WARD_ERR_OK)
@@ -140,7 +142,8 @@ void ward__rdisc_free(struct ward__rdisc *d)
 {
     if (d == NULL)
         return;
-    ward_balancer_free(d->balancer);
+    if (d->owns_balancer)
+        ward_balancer_free(d->balancer);
     pthread_mutex_destroy(&d->sync_lock);
     free(d);
 }

@@ -35,6 +35,7 @@ struct ward__reg_watch;
 struct ward__rdisc {
     struct ward__reg_watch *watch;
     struct ward_balancer *balancer;
+    bool owns_balancer;          /* false: discovery.shared_balancer, someone else's */
     const char *scheme;          /* "http://" or "https://" */
     pthread_mutex_t sync_lock;   /* one thread at a time brings the balancer up to date */
     _Atomic uint64_t synced;     /* the watch generation the balancer holds */

@@ -88,6 +88,13 @@ struct ward_rclient_settings {
         struct ward_balancer_settings balancer; /* default ward_balancer_settings_default;
                                                  * name NULL = the dependency's; its clock
                                                  * is rc's */
+        struct ward_balancer *shared_balancer; /* borrowed, must outlive rc: several
+                                                * clients of one service (a gateway's
+                                                * routes to it) balance and eject with one
+                                                * balancer, each keeping it in step with
+                                                * the same watch; `balancer` is then
+                                                * ignored, and its owner exports it;
+                                                * default NULL */
     } discovery;
 };
 

@@ -20,7 +20,9 @@
  *   7. 2,000 idle client connections (the gateway started with the common soft fd
  *      limit of 1024, so it must raise its own) do not stop a normal request;
  *   8. SIGTERM with a request in flight: the request still gets its 200, the gateway
- *      exits 0.
+ *      exits 0;
+ *   9. outlier ejection is the service's: an instance that failed on one route is ejected
+ *      for every route to its service, and the others' requests no longer reach it.
  *
  * Nothing waits for a result with a sleep: results are polled with a bounded deadline. */
 #include <criterion/criterion.h>
@@ -551,4 +553,75 @@ Test(gateway_behaviour, sigterm_lets_the_request_in_flight_finish)
     cr_assert_eq(c.status, 200, "the request in flight got %ld", c.status);
     cr_assert_eq(h_wait(gw, 10000), 0, "the gateway did not exit 0 after SIGTERM");
     cr_assert_eq(fault_server_count(up), 1);
+}
+
+/* ---- 9. ejection per service ---- */
+
+/* Whether /admin/status shows the instance on port as ejected on the route of prefix. */
+static bool ejected_on(const char *prefix, uint16_t port)
+{
+    struct h_resp r;
+    cr_assert(h_http(admin_port, "GET", "/admin/status", NULL, NULL, 0, &r));
+    json_t *doc = json_loads(r.body, 0, NULL);
+    h_resp_free(&r);
+    cr_assert_not_null(doc);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)port);
+    bool found = false, ejected = false;
+    size_t i, j;
+    json_t *route, *in;
+    json_array_foreach(json_object_get(doc, "routes"), i, route)
+    {
+        if (strcmp(json_string_value(json_object_get(route, "prefix")), prefix) != 0)
+            continue;
+        json_array_foreach(json_object_get(route, "instances"), j, in)
+        {
+            if (strcmp(json_string_value(json_object_get(in, "address")), addr) == 0) {
+                found = true;
+                ejected = json_is_true(json_object_get(in, "ejected"));
+            }
+        }
+    }
+    json_decref(doc);
+    cr_assert(found, "%s not listed on %s", addr, prefix);
+    return ejected;
+}
+
+Test(gateway_behaviour, an_instance_ejected_on_one_route_is_ejected_for_its_whole_service)
+{
+    struct fault_server *bad = upstream(0), *good = upstream(1);
+    set_mode(bad, (struct fault_mode){.kind = FAULT_STATUS, .status = 503});
+    char regs[160];
+    snprintf(regs, sizeof regs, "static:svc=127.0.0.1:%u,svc=127.0.0.1:%u",
+             (unsigned)fault_server_port(bad), (unsigned)fault_server_port(good));
+    /* no retries and a breaker out of the way: each request is one attempt, and what
+     * keeps it from the bad instance is the balancer alone */
+    start_gateway("defaults:\n"
+                  "  retry: {attempts: 1}\n"
+                  "  breaker: {failures: 1000}\n"
+                  "routes:\n"
+                  "  - {prefix: /a, service: svc}\n"
+                  "  - {prefix: /b, service: svc}\n",
+                  regs);
+    cr_assert(!ejected_on("/b", fault_server_port(bad)));
+    /* round robin: the bad instance fails every other request on /a until its fifth
+     * failure in a row ejects it */
+    struct h_resp r;
+    int failures = 0;
+    for (int i = 0; i < 40 && failures < 5; i++) {
+        if (call("GET", "/a/x", NULL, NULL, 0, &r, NULL) == 503)
+            failures++;
+        h_resp_free(&r);
+    }
+    cr_assert_eq(failures, 5);
+    cr_assert(ejected_on("/a", fault_server_port(bad)));
+    cr_assert(ejected_on("/b", fault_server_port(bad)), "the other route still uses it");
+    size_t bad0 = fault_server_count(bad);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(call("GET", "/b/x", NULL, NULL, 0, &r, NULL), 200, "GET %d on /b: %ld", i,
+                     r.status);
+        h_resp_free(&r);
+    }
+    cr_assert_eq(fault_server_count(bad), bad0, "/b sent to the ejected instance");
+    cr_assert_eq(h_stop(gw, 10000), 0);
 }

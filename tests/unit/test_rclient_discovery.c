@@ -384,3 +384,55 @@ Test(rclient_discovery, the_async_form_balances_and_fails_over_too)
     ward_balancer_stats(ward_rclient_balancer(rc), &bst);
     cr_assert_eq(bst.ejected, 1);
 }
+
+Test(rclient_discovery, two_clients_of_one_service_share_a_balancer_and_its_ejections)
+{
+    struct ward_rclient_settings s;
+    struct ward_balancer_settings bs;
+    struct ward_balancer *shared = NULL;
+    struct ward_rclient *other = NULL;
+    struct ward_balancer_instance_stats st;
+
+    ward_balancer_settings_default(&bs);
+    bs.name = "dep";
+    bs.clock = fc;
+    bs.consecutive_failures = 2;
+    cr_assert_eq(ward_balancer_new(&bs, &shared), WARD_ERR_OK);
+    fault_server_set(fs[0], &(struct fault_mode){.kind = FAULT_STATUS, .status = 503});
+    registry_of_servers(2);
+    base(&s);
+    s.retry.enable = false;
+    s.breaker.enable = false;
+    s.discovery.shared_balancer = shared;
+    s.discovery.balancer.consecutive_failures = 1000; /* ignored: the shared one rules */
+    start(&s);
+    s.name = "dep-too";
+    s.discovery.service = "dep";
+    cr_assert_eq(ward_rclient_new(&s, &other), WARD_ERR_OK);
+    cr_assert_eq(ward_rclient_balancer(rc), shared);
+    cr_assert_eq(ward_rclient_balancer(other), shared);
+    /* the first client meets the failing instance twice (round robin): ejected */
+    for (int i = 0; i < 4; i++)
+        (void)get();
+    instance(0, &st);
+    cr_assert(st.ejected);
+    /* the second client's calls all go to the other instance */
+    size_t before = fault_server_count(fs[0]);
+    for (int i = 0; i < 6; i++) {
+        ward_http_result_fini(&res);
+        cr_assert_eq(ward_rclient_call(other, &(struct ward_http_call){.url = "/x"}, &res),
+                     WARD_ERR_OK);
+    }
+    cr_assert_eq(fault_server_count(fs[0]), before);
+    /* the balancer is its owner's: the clients export and free none of it */
+    size_t len = 0;
+    char *text = ward_metrics_render(reg, &len);
+    cr_assert_not_null(text);
+    cr_assert_null(strstr(text, "ward_balancer_instances{name=\"dep\"}"), "%s", text);
+    free(text);
+    ward_rclient_free(other);
+    ward_rclient_free(rc);
+    rc = NULL;
+    cr_assert_eq(ward_balancer_instance_stats(shared, "nonexistent", &st), WARD_ERR_NOT_FOUND);
+    ward_balancer_free(shared);
+}
