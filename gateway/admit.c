@@ -87,11 +87,13 @@ static const char *presented_key(const struct gw_request *req)
 static bool admit(struct gw_exchange *x, const char *key_name)
 {
     const struct gw_route *r = x->lr->route;
-    char who[GW_KEY_NAME_MAX + 72];
-    if (key_name != NULL)
-        snprintf(who, sizeof who, "key:%s", key_name);
-    else
-        snprintf(who, sizeof who, "addr:%s", x->req->remote);
+    char who[GW_KEY_NAME_MAX + 72]; /* "key:NAME" or "addr:ADDRESS", without printf */
+    const char *tag = key_name != NULL ? "key:" : "addr:";
+    const char *id = key_name != NULL ? key_name : x->req->remote;
+    size_t tlen = strlen(tag), ilen = strnlen(id, sizeof who - tlen - 1);
+    memcpy(who, tag, tlen);
+    memcpy(who + tlen, id, ilen);
+    who[tlen + ilen] = '\0';
     struct ward_keyed_limiter_result lim = {0};
     enum ward_err err = ward_keyed_limiter_allow(x->lr->limiter, who, 1, &lim);
     gw_x_int_header(x, "RateLimit-Limit", r->limit.burst);
