@@ -26,22 +26,40 @@ static struct gw_ctx ctx = {
     .version = VERSION,
 };
 
+/* Loads --config (or the built-in routes) and --api-keys into *cfg and *keys; on failure
+ * nothing is kept and err says why (FILE:LINE: reason, or the error's name). */
+static enum ward_err load_files(struct gw_config **cfg, struct gw_keys **keys, char *err,
+                                size_t size)
+{
+    *cfg = NULL;
+    *keys = NULL;
+    err[0] = '\0';
+    enum ward_err e = ctx.config_path != NULL ? gw_config_load(ctx.config_path, cfg, err, size)
+                                              : gw_config_defaults(cfg);
+    if (e == WARD_ERR_OK && ctx.keys_path != NULL)
+        e = gw_keys_load(ctx.keys_path, keys, err, size);
+    if (e != WARD_ERR_OK) {
+        if (err[0] == '\0')
+            snprintf(err, size, "%s", ward_strerror(e));
+        gw_config_free(*cfg);
+        gw_keys_free(*keys);
+        *cfg = NULL;
+        *keys = NULL;
+    }
+    return e;
+}
+
 /* Loads the files; a good pair replaces the state (requests in flight keep the one they
  * started with), a bad one is refused and logged with its FILE:LINE. */
 static void reload(void)
 {
-    char err[512] = "";
-    struct gw_config *cfg = NULL;
-    struct gw_keys *keys = NULL;
-    enum ward_err e = ctx.config_path != NULL ? gw_config_load(ctx.config_path, &cfg, err, sizeof err)
-                                              : gw_config_defaults(&cfg);
-    if (e == WARD_ERR_OK && ctx.keys_path != NULL)
-        e = gw_keys_load(ctx.keys_path, &keys, err, sizeof err);
+    char err[512];
+    struct gw_config *cfg;
+    struct gw_keys *keys;
+    enum ward_err e = load_files(&cfg, &keys, err, sizeof err);
     if (e != WARD_ERR_OK) {
         WARD_ERROR(ctx.log, NULL, "reload refused: the configuration in use stays",
-                   WARD_S("error", err[0] != '\0' ? err : ward_strerror(e)));
-        gw_config_free(cfg);
-        gw_keys_free(keys);
+                   WARD_S("error", err));
         return;
     }
     if (cfg->body_limit != ctx.state->cfg->body_limit ||
@@ -172,16 +190,12 @@ int main(int argc, char **argv)
     ctx.access_log = !no_access_log;
     ctx.start_mono = ward_clock_now(NULL);
 
-    char err[512] = "";
-    struct gw_config *cfg = NULL;
-    struct gw_keys *keys = NULL;
-    enum ward_err e = ctx.config_path != NULL ? gw_config_load(ctx.config_path, &cfg, err, sizeof err)
-                                              : gw_config_defaults(&cfg);
-    if (e == WARD_ERR_OK && ctx.keys_path != NULL)
-        e = gw_keys_load(ctx.keys_path, &keys, err, sizeof err);
+    char err[512];
+    struct gw_config *cfg;
+    struct gw_keys *keys;
+    enum ward_err e = load_files(&cfg, &keys, err, sizeof err);
     if (e != WARD_ERR_OK) {
-        fprintf(stderr, "ward-gateway: %s\n", err[0] != '\0' ? err : ward_strerror(e));
-        gw_config_free(cfg);
+        fprintf(stderr, "ward-gateway: %s\n", err);
         return 1;
     }
     es.body_limit = cfg->body_limit;
