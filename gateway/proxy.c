@@ -156,12 +156,17 @@ void gw_x_problem(struct gw_exchange *x, enum ward_problem_type type, int status
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    json_t *j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type",
-                          status != 0 ? "about:blank" : ward_problem_type_uri(type), "title",
-                          status != 0 ? "Injected fault" : ward_problem_type_title(type),
-                          "status", status != 0 ? status : ward_problem_type_status(type),
-                          "detail", detail, "instance", x->req != NULL ? x->req->target : "",
-                          "request_id", x->request_id);
+    const char *instance = x->req != NULL ? x->req->target : "";
+    json_t *j = NULL;
+    if (status == 0) { /* a problem type of ward's: the library renders it, as every service */
+        struct ward_problem *p = ward_problem_new(type, "%s", detail);
+        j = p != NULL ? ward_problem_to_json(p, instance, x->request_id) : NULL;
+        ward_problem_free(p);
+    } else { /* an injected status: RFC 9457's about:blank */
+        j = json_pack("{s:s, s:s, s:i, s:s, s:s, s:s}", "type", "about:blank", "title",
+                      "Injected fault", "status", status, "detail", detail, "instance",
+                      instance, "request_id", x->request_id);
+    }
     char *text = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     int code = status != 0 ? status : ward_problem_type_status(type);
