@@ -30,7 +30,7 @@ build-tsan: deps-test
 # Starts the stack in the foreground: ward-registry, then the services registered in it.
 # Ctrl-C shuts it down gracefully (services deregister first).
 run: build
-	@BIN=$(BUILD)/bin exec scripts/run-stack.sh
+	@exec $(BUILD)/bin/ward up
 
 test: deps-test
 	@$(MAKE) --no-print-directory test-normal

@@ -239,10 +239,10 @@ void h_free(struct h_proc *p)
     free(p);
 }
 
-json_t *h_log_wait(struct h_proc *p, const char *needle, int timeout_ms)
+char *h_line_wait(struct h_proc *p, const char *needle, int timeout_ms)
 {
     int64_t limit = now_ms() + timeout_ms;
-    json_t *found = NULL;
+    char *found = NULL;
     pthread_mutex_lock(&p->lock);
     for (;;) {
         const char *hit = p->log != NULL ? strstr(p->log, needle) : NULL;
@@ -252,7 +252,7 @@ json_t *h_log_wait(struct h_proc *p, const char *needle, int timeout_ms)
                 start--;
             const char *end = strchr(hit, '\n');
             if (end != NULL) {
-                found = json_loadb(start, (size_t)(end - start), 0, NULL);
+                found = strndup(start, (size_t)(end - start));
                 break;
             }
         }
@@ -268,6 +268,14 @@ json_t *h_log_wait(struct h_proc *p, const char *needle, int timeout_ms)
         pthread_cond_timedwait(&p->cond, &p->lock, &ts);
     }
     pthread_mutex_unlock(&p->lock);
+    return found;
+}
+
+json_t *h_log_wait(struct h_proc *p, const char *needle, int timeout_ms)
+{
+    char *line = h_line_wait(p, needle, timeout_ms);
+    json_t *found = line != NULL ? json_loads(line, 0, NULL) : NULL;
+    free(line);
     return found;
 }
 

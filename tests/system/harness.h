@@ -60,6 +60,10 @@ void h_free(struct h_proc *p);
  * parsed as JSON (caller decrefs) or NULL. */
 json_t *h_log_wait(struct h_proc *p, const char *needle, int timeout_ms);
 
+/* Waits up to timeout_ms for a line of its output holding needle; returns a copy of the
+ * whole line (caller frees) or NULL. */
+char *h_line_wait(struct h_proc *p, const char *needle, int timeout_ms);
+
 /* Prints the process's log to stderr (on failures). */
 void h_log_dump(struct h_proc *p);
 
