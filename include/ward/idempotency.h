@@ -19,16 +19,18 @@
 struct ward_idem;
 
 /* The table, for the service's own migrations (one text serves both backends):
- *     {2, WARD_IDEM_SCHEMA, NULL}, */
+ *     {2, WARD_IDEM_SCHEMA, NULL},
+ * Services sharing a database share the table (their scopes keep their keys apart): the
+ * second one's migration finds it there. */
 #define WARD_IDEM_SCHEMA                                                                  \
-    "CREATE TABLE ward_idempotency ("                                                     \
+    "CREATE TABLE IF NOT EXISTS ward_idempotency ("                                       \
     " scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL,"                \
     " state TEXT NOT NULL CHECK (state IN ('running', 'done')),"                          \
     " owner TEXT NOT NULL, locked_until BIGINT NOT NULL,"                                 \
     " status INTEGER, content_type TEXT, location TEXT, body TEXT,"                       \
     " request_id TEXT, created_at TEXT NOT NULL, expires_at BIGINT NOT NULL,"            \
     " PRIMARY KEY (scope, key));"                                                         \
-    "CREATE INDEX ward_idempotency_expiry ON ward_idempotency (expires_at);"
+    "CREATE INDEX IF NOT EXISTS ward_idempotency_expiry ON ward_idempotency (expires_at);"
 
 /* The longest key accepted (Stripe's limit). */
 #define WARD_IDEM_KEY_MAX 255

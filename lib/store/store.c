@@ -320,6 +320,9 @@ enum ward_err ward_store_tx(struct ward_store *s, enum ward_tx_mode mode, ward_t
 static struct ward_query q_migrations_table = WARD_QUERY(
     "CREATE TABLE IF NOT EXISTS ward_migrations (service TEXT NOT NULL, version INTEGER NOT "
     "NULL, applied_at TEXT NOT NULL, PRIMARY KEY (service, version))");
+/* PostgreSQL: the migrations of every service sharing a database, one at a time (two
+ * starting together would race to create the tables they share). */
+static struct ward_query q_migrations_lock = WARD_QUERY("SELECT pg_advisory_xact_lock(7263522010)");
 static struct ward_query q_migrations_max =
     WARD_QUERY("SELECT COALESCE(MAX(version), 0) FROM ward_migrations WHERE service = $1");
 static struct ward_query q_migrations_add = WARD_QUERY(
@@ -348,7 +351,11 @@ static enum ward_err migrate_one(struct ward_tx *tx, void *arg)
     struct ward_store *s = m->s;
     struct ward_rows *rows = NULL;
     m->done = false;
-    enum ward_err err = ward_tx_exec(tx, &q_migrations_table, NULL, 0, NULL);
+    enum ward_err err = WARD_ERR_OK;
+    if (s->kind == WARD_STORE_POSTGRES)
+        err = ward_tx_exec(tx, &q_migrations_lock, NULL, 0, NULL);
+    if (err == WARD_ERR_OK)
+        err = ward_tx_exec(tx, &q_migrations_table, NULL, 0, NULL);
     if (err == WARD_ERR_OK)
         err = ward_tx_exec(tx, &q_migrations_max,
                            (struct ward_param[]){WARD_P_TEXT(s->service)}, 1, &rows);

@@ -8,7 +8,9 @@
  *      and payments go on completing;
  *   4. `ward stop accounting-service` stops it and keeps it stopped: a payment then fails
  *      with its invoice voided (the compensation); `ward start` brings it back;
- *   5. SIGINT stops the stack in reverse order; `ward up` exits 0 and leaves no process.
+ *   5. SIGINT stops the stack in reverse order; `ward up` exits 0 and leaves no process;
+ *   6. on PostgreSQL (one database for every service) with two payment-service instances:
+ *      both register, payments through the gateway complete, and the stack ends clean.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -19,14 +21,18 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "pg_harness.h"
 
 static struct h_proc *up;
+static struct pg_server *pg;
 static char dir[64], ward[512];
 
 static void teardown(void)
 {
     h_free(up);
     up = NULL;
+    pg_stop(pg);
+    pg = NULL;
     if (dir[0] != '\0') {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -114,22 +120,38 @@ static pid_t pid_of(const char *label)
     return pid;
 }
 
-Test(ward, up_serves_the_seed_flow_restarts_stops_and_ends_clean)
+/* ward up --free-ports in a new data directory, with --db db and --instances inst when
+ * not NULL; returns once it says the stack is up. */
+static void start_stack(const char *db, const char *inst)
 {
     snprintf(dir, sizeof dir, "/tmp/ward-up-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
     const char *bin = getenv("WARD_BIN_DIR");
     cr_assert_not_null(bin);
     snprintf(ward, sizeof ward, "%s/ward", bin);
-    /* ward up writes to its standard output: a shell puts it where the harness reads */
-    up = h_spawn("/bin/sh", (const char *const[]){"sh", "-c", "exec \"$0\" up --free-ports "
-                                                  "--stop-timeout 20s --data-dir \"$1\" 1>&2",
-                                                  ward, dir, NULL});
+    char extra[512] = "";
+    if (db != NULL)
+        snprintf(extra, sizeof extra, " --db '%s'", db);
+    if (inst != NULL)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " --instances %s", inst);
+    char cmd[1024];
+    /* ward up writes to its standard output: the shell puts it where the harness reads */
+    snprintf(cmd, sizeof cmd,
+             "exec \"$0\" up --free-ports --stop-timeout 20s --data-dir \"$1\"%s 1>&2", extra);
+    up = h_spawn("/bin/sh", (const char *const[]){"sh", "-c", cmd, ward, dir, NULL});
     cr_assert_not_null(up);
     char *line = h_line_wait(up, "the stack is up", 90000);
+    if (line == NULL)
+        h_log_dump(up);
     cr_assert_not_null(line, "the stack did not come up");
     free(line);
+}
+
+Test(ward, up_serves_the_seed_flow_restarts_stops_and_ends_clean)
+{
+    start_stack(NULL, NULL);
     uint16_t gw = ready_port("ward-gateway", 1000);
+    char *line;
 
     /* 1. the seed's flow */
     char *st = pay(gw, "ward-up-1");
@@ -210,4 +232,43 @@ Test(ward, up_serves_the_seed_flow_restarts_stops_and_ends_clean)
     cr_assert_eq(h_wait(up, 60000), 0, "ward up did not exit 0");
     for (size_t i = 0; i < 6; i++)
         cr_assert(kill(pids[i], 0) != 0, "%s (pid %d) is still there", labels[i], (int)pids[i]);
+}
+
+Test(ward, two_payment_instances_on_one_postgresql_database)
+{
+    pg = pg_start();
+    cr_assert_not_null(pg);
+    start_stack(pg_url(pg), "payment-service=2");
+    uint16_t gw = ready_port("ward-gateway", 1000);
+    ready_port("payment-service#2", 1000);
+    /* both instances in the registry, passing (its checks run every 2 s) */
+    for (int64_t limit = now_ms() + 20000;; h_sleep_ms(200)) {
+        char *out = NULL;
+        cr_assert_eq(ward_run("status", NULL, &out), 0);
+        char *routes = strstr(out, "\nROUTE");
+        if (routes != NULL)
+            *routes = '\0'; /* the processes' table only */
+        int passing = 0;
+        for (const char *p = out, *row; (row = strstr(p, "\npayment-service")) != NULL;
+             p = row + 1) {
+            const char *eol = strchr(row + 1, '\n');
+            size_t len = eol != NULL ? (size_t)(eol - row) : strlen(row);
+            passing += memmem(row, len, "passing", 7) != NULL;
+        }
+        if (passing == 2) {
+            free(out);
+            break;
+        }
+        cr_assert_lt(now_ms(), limit, "not both payment instances passing: %s", out);
+        free(out);
+    }
+    for (int i = 0; i < 4; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "ward-pg-%d", i);
+        char *st = pay(gw, key);
+        cr_assert_str_eq(st, "completed", "payment %d", i);
+        free(st);
+    }
+    h_signal(up, SIGINT);
+    cr_assert_eq(h_wait(up, 60000), 0, "ward up did not exit 0");
 }
