@@ -81,6 +81,7 @@ struct ward__rcall {
     bool holds_pick;                   /* a balancer outcome still owed */
     char avoid[WARD_BALANCER_ID_MAX];  /* discovery: the instance that just failed */
     int64_t deadline;                  /* the call's, on rc's clock */
+    bool deadline_ours;                /* it is rc's call timeout, not the caller's */
     int64_t attempt_deadline;          /* the attempt in flight's */
     bool has_key;                      /* the request carries an Idempotency-Key */
     bool sent_any;                     /* some attempt may have reached the dependency */

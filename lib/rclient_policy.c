@@ -135,8 +135,11 @@ enum ward__rstep ward__rcall_start(struct ward__rcall *q, struct ward_rclient *r
         return WARD__RSTEP_DONE;
     now = ward_clock_now(rc->clock);
     q->deadline = add_sat(now, rc->call_timeout);
-    if (call->deadline != 0 && call->deadline < q->deadline)
+    q->deadline_ours = true;
+    if (call->deadline != 0 && call->deadline < q->deadline) {
         q->deadline = call->deadline;
+        q->deadline_ours = false;
+    }
     q->err = WARD_ERR_DEADLINE;
     if (sub_sat(q->deadline, now) < WARD_NS_PER_MS)
         return WARD__RSTEP_DONE;
@@ -272,8 +275,13 @@ enum ward__rstep ward__rcall_outcome(struct ward__rcall *q, enum ward_err err,
 
     *wait_ns = 0;
     /* httpc says DEADLINE for whichever deadline it was given: the attempt's own one
-     * passing is a timeout of that attempt, with the call's time left */
-    if (err == WARD_ERR_DEADLINE && q->attempt_deadline < q->deadline)
+     * passing is a timeout of that attempt, with the call's time left; and so is the
+     * client's own call timeout passing (the dependency did not answer within what rc
+     * allows it: a failure of the dependency, for the breaker and the balancer). Only the
+     * caller's shorter deadline says nothing about the dependency. */
+    bool timed_out = err == WARD_ERR_DEADLINE &&
+                     (q->attempt_deadline < q->deadline || q->deadline_ours);
+    if (timed_out)
         err = WARD_ERR_TIMEOUT;
     if (q->holds_ticket) {
         ward_breaker_done(rc->breaker, q->ticket, breaker_outcome(err, res->status));
@@ -297,7 +305,8 @@ enum ward__rstep ward__rcall_outcome(struct ward__rcall *q, enum ward_err err,
     /* the next attempt needs 1 ms left to be sent at all */
     v = ward_retry_plan(&rc->retry, &o, &q->retry, now, sub_sat(q->deadline, WARD_NS_PER_MS),
                         &delay);
-    if (v == WARD_RETRY_STOP_DEADLINE)
+    /* the call's own time ran out with the attempt: that is how the call ends */
+    if (v == WARD_RETRY_STOP_DEADLINE || (timed_out && q->attempt_deadline >= q->deadline))
         q->err = WARD_ERR_DEADLINE;
     if (v != WARD_RETRY_YES)
         return WARD__RSTEP_DONE;

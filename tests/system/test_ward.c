@@ -10,7 +10,12 @@
  *      with its invoice voided (the compensation); `ward start` brings it back;
  *   5. SIGINT stops the stack in reverse order; `ward up` exits 0 and leaves no process;
  *   6. on PostgreSQL (one database for every service) with two payment-service instances:
- *      both register, payments through the gateway complete, and the stack ends clean.
+ *      both register, payments through the gateway complete, and the stack ends clean;
+ *   7. payment-service killed with payments in flight: started again, it finishes every
+ *      payment it had accepted (none lost);
+ *   8. the breaker path: invoice-service frozen (SIGSTOP), the gateway's calls to it time
+ *      out until its breaker opens, then the fallback answers at once and `ward status`
+ *      shows the breaker open; thawed (SIGCONT), a probe closes it again.
  */
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -74,9 +79,9 @@ static int ward_run(const char *a, const char *b, char **out)
     return st;
 }
 
-/* Asks for a payment through the gateway with key; returns the payment's final status
- * ("completed" or "failed"), polled until it is final. */
-static char *pay(uint16_t gw, const char *key)
+/* Asks for a payment through the gateway with key; returns its path
+ * (/api/payments/<id>, caller frees). */
+static char *submit(uint16_t gw, const char *key)
 {
     char idem[128];
     snprintf(idem, sizeof idem, "Idempotency-Key: %s", key);
@@ -90,16 +95,33 @@ static char *pay(uint16_t gw, const char *key)
     snprintf(path, sizeof path, "/api/payments/%s",
              json_string_value(json_object_get(r.json, "id")));
     h_resp_free(&r);
-    for (int64_t limit = now_ms() + 30000; now_ms() < limit; h_sleep_ms(100)) {
-        cr_assert(h_http(gw, "GET", path, NULL, NULL, 0, &r));
-        const char *st = json_string_value(json_object_get(r.json, "status"));
+    return strdup(path);
+}
+
+/* The payment at path's final status ("completed" or "failed"), polled until it is final;
+ * answers other than 200 (the service restarting) are waited out. */
+static char *final_status(uint16_t gw, const char *path)
+{
+    struct h_resp r;
+    for (int64_t limit = now_ms() + 60000; now_ms() < limit; h_sleep_ms(100)) {
+        if (!h_http(gw, "GET", path, NULL, NULL, 0, &r))
+            continue;
+        const char *st = r.status == 200 ? json_string_value(json_object_get(r.json, "status")) : NULL;
         char *final = st != NULL && strcmp(st, "pending") != 0 ? strdup(st) : NULL;
         h_resp_free(&r);
         if (final != NULL)
             return final;
     }
-    cr_assert_fail("payment %s never ended", key);
+    cr_assert_fail("payment %s never ended", path);
     return NULL;
+}
+
+static char *pay(uint16_t gw, const char *key)
+{
+    char *path = submit(gw, key);
+    char *st = final_status(gw, path);
+    free(path);
+    return st;
 }
 
 /* The pid `ward status --json` gives label, or 0. */
@@ -122,7 +144,14 @@ static pid_t pid_of(const char *label)
 
 /* ward up --free-ports in a new data directory, with --db db and --instances inst when
  * not NULL; returns once it says the stack is up. */
+static void start_stack_with(const char *db, const char *inst, const char *gateway_config);
+
 static void start_stack(const char *db, const char *inst)
+{
+    start_stack_with(db, inst, NULL);
+}
+
+static void start_stack_with(const char *db, const char *inst, const char *gateway_config)
 {
     snprintf(dir, sizeof dir, "/tmp/ward-up-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
@@ -134,6 +163,9 @@ static void start_stack(const char *db, const char *inst)
         snprintf(extra, sizeof extra, " --db '%s'", db);
     if (inst != NULL)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " --instances %s", inst);
+    if (gateway_config != NULL)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " --gateway-config %s",
+                 gateway_config);
     char cmd[1024];
     /* ward up writes to its standard output: the shell puts it where the harness reads */
     snprintf(cmd, sizeof cmd,
@@ -271,4 +303,95 @@ Test(ward, two_payment_instances_on_one_postgresql_database)
     }
     h_signal(up, SIGINT);
     cr_assert_eq(h_wait(up, 60000), 0, "ward up did not exit 0");
+}
+
+Test(ward, a_payment_service_killed_mid_saga_loses_no_payment)
+{
+    start_stack(NULL, NULL);
+    uint16_t gw = ready_port("ward-gateway", 1000);
+    char *paths[6];
+    for (int i = 0; i < 6; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "ward-crash-%d", i);
+        paths[i] = submit(gw, key);
+    }
+    pid_t victim = pid_of("payment-service");
+    cr_assert_eq(kill(victim, SIGKILL), 0);
+    char *line = h_line_wait(up, "payment-service died of signal 9", 10000);
+    cr_assert_not_null(line);
+    free(line);
+    for (int i = 0; i < 6; i++) {
+        char *st = final_status(gw, paths[i]);
+        cr_assert_str_eq(st, "completed", "%s", paths[i]);
+        free(st);
+        free(paths[i]);
+    }
+    cr_assert_neq(pid_of("payment-service"), victim);
+    h_signal(up, SIGINT);
+    cr_assert_eq(h_wait(up, 60000), 0);
+}
+
+/* The gateway's answer to GET path and how long it took. */
+static long timed_get(uint16_t gw, const char *path, int64_t *ms)
+{
+    struct h_resp r;
+    int64_t t0 = now_ms();
+    cr_assert(h_http(gw, "GET", path, NULL, NULL, 0, &r));
+    *ms = now_ms() - t0;
+    long st = r.status;
+    h_resp_free(&r);
+    return st;
+}
+
+Test(ward, a_frozen_invoice_service_opens_the_gateways_breaker_and_thawed_closes_it)
+{
+    char cfg[128];
+    snprintf(cfg, sizeof cfg, "/tmp/ward-up-gw-%d.yaml", (int)getpid());
+    FILE *f = fopen(cfg, "w");
+    cr_assert_not_null(f);
+    fputs("routes:\n"
+          "  - {prefix: /api/payments, service: payment-service, rewrite: /payments}\n"
+          "  - prefix: /api/invoices\n"
+          "    service: invoice-service\n"
+          "    rewrite: /invoices\n"
+          "    timeout: 250ms\n"
+          "    retry: {attempts: 1}\n"
+          "    breaker: {failures: 2, open_timeout: 2s}\n",
+          f);
+    fclose(f);
+    start_stack_with(NULL, NULL, cfg);
+    unlink(cfg);
+    uint16_t gw = ready_port("ward-gateway", 1000);
+    int64_t ms;
+    cr_assert_eq(timed_get(gw, "/api/invoices/inv_nothere", &ms), 404, "invoice-service answers");
+    pid_t inv = pid_of("invoice-service");
+    cr_assert_eq(kill(inv, SIGSTOP), 0);
+    /* two calls time out at the route's 250 ms: the breaker opens */
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(timed_get(gw, "/api/invoices/inv_nothere", &ms), 504, "call %d", i);
+        cr_assert_geq(ms, 200);
+    }
+    /* the fallback, at once */
+    cr_assert_eq(timed_get(gw, "/api/invoices/inv_nothere", &ms), 503);
+    cr_assert_lt(ms, 150, "the fallback took %lld ms", (long long)ms);
+    char *out = NULL;
+    cr_assert_eq(ward_run("status", NULL, &out), 0);
+    const char *row = strstr(out, "/api/invoices");
+    cr_assert_not_null(row, "%s", out);
+    cr_assert(strncmp(row + strcspn(row, "o"), "open", 4) == 0 || strstr(row, " open ") != NULL,
+              "the breaker is not shown open: %s", out);
+    free(out);
+    cr_assert_eq(kill(inv, SIGCONT), 0);
+    /* after open_timeout a probe goes through, succeeds, and the breaker closes */
+    for (int64_t limit = now_ms() + 20000;; h_sleep_ms(200)) {
+        cr_assert_lt(now_ms(), limit, "the breaker never closed again");
+        if (timed_get(gw, "/api/invoices/inv_nothere", &ms) == 404)
+            break;
+    }
+    cr_assert_eq(ward_run("status", NULL, &out), 0);
+    row = strstr(out, "/api/invoices");
+    cr_assert(row != NULL && strstr(row, "closed") != NULL, "%s", out);
+    free(out);
+    h_signal(up, SIGINT);
+    cr_assert_eq(h_wait(up, 60000), 0);
 }

@@ -365,6 +365,23 @@ Test(rclient, the_callers_deadline_passing_mid_call_is_not_held_against_the_depe
     cr_assert_eq(bs.counts.total_failures, 0);
 }
 
+Test(rclient, its_own_call_timeout_passing_is_held_against_the_dependency)
+{
+    struct ward_rclient_settings s;
+    struct ward_breaker_stats bs;
+
+    base(&s);
+    s.clock = NULL;               /* the real one: the time has to pass for rc too */
+    s.call_timeout_ns = 200 * MS; /* rc's own limit, not the caller's: the dependency is slow */
+    start(&s);
+    push((struct fault_mode){.kind = FAULT_HANG}, 1);
+    enum ward_err err = get();
+    cr_assert_eq(err, WARD_ERR_DEADLINE, "%s", ward_strerror(err));
+    cr_assert_eq(fault_server_count(fs), 1, "no time left for a retry");
+    ward_breaker_stats(ward_rclient_breaker(rc), &bs);
+    cr_assert_eq(bs.counts.total_failures, 1, "a dependency that did not answer in time failed");
+}
+
 Test(rclient, a_breaker_that_opens_between_attempts_stops_the_retries)
 {
     struct ward_rclient_settings s;
