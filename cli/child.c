@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include <ward/clock.h>
+#include <ward/config.h>
 #include <ward/httpc.h>
 
 #include "cli.h"
@@ -23,6 +24,20 @@
 int64_t cli_now(void)
 {
     return ward_clock_now(NULL);
+}
+
+int cli_parse_flags(const struct ward_opt *opts, size_t n, int argc, char **argv,
+                    const char *prog)
+{
+    switch (ward_config_parse(opts, n, argc, argv, prog, CLI_VERSION, stdout, stderr)) {
+    case WARD_CONFIG_OK:
+        return -1;
+    case WARD_CONFIG_EXIT:
+        return 0;
+    case WARD_CONFIG_USAGE:
+    default:
+        return 2;
+    }
 }
 
 bool cli_child_arg(struct cli_child *c, const char *arg)

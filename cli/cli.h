@@ -84,4 +84,10 @@ bool cli_control_ask(const char *path, const char *request, char **out);
 /* Monotonic ns. */
 int64_t cli_now(void);
 
+/* Parses a command's flags (ward_config_parse): -1 to go on, else the status to exit with
+ * (0 after --help or --version, 2 on a bad flag, said on stderr). */
+struct ward_opt;
+int cli_parse_flags(const struct ward_opt *opts, size_t n, int argc, char **argv,
+                    const char *prog);
+
 #endif

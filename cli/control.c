@@ -225,14 +225,9 @@ int cli_stop_start(const char *verb, int argc, char **argv)
             rest[nrest++] = argv[i];
     }
     rest[nrest] = NULL;
-    switch (ward_config_parse(opts, 1, nrest, rest, prog, CLI_VERSION, stdout, stderr)) {
-    case WARD_CONFIG_OK:
-        break;
-    case WARD_CONFIG_EXIT:
-        return 0;
-    case WARD_CONFIG_USAGE:
-        return 2;
-    }
+    int parsed = cli_parse_flags(opts, 1, nrest, rest, prog);
+    if (parsed >= 0)
+        return parsed;
     if (name == NULL) {
         fprintf(stderr, "usage: ward %s [--data-dir DIR] SERVICE\n", verb);
         return 2;

@@ -1,7 +1,8 @@
 /* status.c — `ward status`: the stack as the running `ward up` sees it (every process,
- * its address, state and restarts), each instance as the registry and the gateway see it
- * (passing its health check or not, ejected or not), and the gateway's routes with their
- * breakers and limiters, from its admin API. */
+ * its address, state and restarts), each instance as the registry sees it (passing its
+ * health check or not: asked of the registry itself, Consul's API or etcd) and as the
+ * gateway sees it (ejected or not), and the gateway's routes with their breakers and
+ * limiters, from its admin API. */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include <ward/config.h>
 #include <ward/httpc.h>
+#include <ward/registry.h>
 
 #include "cli.h"
 
@@ -32,32 +34,41 @@ static json_t *gateway_status(unsigned admin_port)
     return doc;
 }
 
-/* The gateway's view of the instance at address of service: "passing" (listed by the
- * registry) and whether its balancer ejected it; "-" when no route leads to service. */
-static void instance_view(json_t *gw, const char *service, const char *address,
-                          const char **registry, const char **ejected)
+/* Whether the registry lists the instance at port of service as passing: "passing",
+ * "not listed", or "?" when the registry does not answer. */
+static const char *registry_view(struct ward_registry *reg, const char *service, int port)
 {
-    *registry = "-";
-    *ejected = "-";
+    struct ward_instances list = {0};
+    if (reg == NULL || ward_registry_discover(reg, service, &list) != WARD_ERR_OK)
+        return "?";
+    const char *view = "not listed";
+    for (size_t i = 0; i < list.len; i++)
+        if (list.items[i].port == port && (strcmp(list.items[i].address, "127.0.0.1") == 0 ||
+                                           strcmp(list.items[i].address, "localhost") == 0))
+            view = "passing";
+    ward_instances_fini(&list);
+    return view;
+}
+
+/* Whether the gateway's balancer ejected the instance at address of service ("-" when no
+ * route leads to service or the gateway does not know the instance). */
+static const char *ejected_view(json_t *gw, const char *service, const char *address)
+{
     size_t i, j;
     json_t *route, *in;
     json_array_foreach(json_object_get(gw, "routes"), i, route)
     {
         if (strcmp(json_string_value(json_object_get(route, "service")), service) != 0)
             continue;
-        *registry = "not listed";
         json_array_foreach(json_object_get(route, "instances"), j, in)
-        {
-            if (strcmp(json_string_value(json_object_get(in, "address")), address) == 0) {
-                *registry = "passing";
-                *ejected = json_is_true(json_object_get(in, "ejected")) ? "yes" : "no";
-            }
-        }
-        return;
+            if (strcmp(json_string_value(json_object_get(in, "address")), address) == 0)
+                return json_is_true(json_object_get(in, "ejected")) ? "yes" : "no";
+        return "-";
     }
+    return "-";
 }
 
-static void print_children(json_t *st, json_t *gw)
+static void print_children(json_t *st, json_t *gw, struct ward_registry *reg)
 {
     printf("%-22s %-21s %-11s %8s %8s  %-10s %s\n", "PROCESS", "ADDRESS", "STATE", "PID",
            "RESTARTS", "REGISTRY", "EJECTED");
@@ -70,8 +81,10 @@ static void print_children(json_t *st, json_t *gw)
         snprintf(addr, sizeof addr, port > 0 ? "127.0.0.1:%d" : "-", port);
         const char *name = json_string_value(json_object_get(c, "name"));
         const char *registry = "-", *ejected = "-";
-        if (strstr(name, "-service") != NULL && port > 0)
-            instance_view(gw, name, addr, &registry, &ejected);
+        if (strstr(name, "-service") != NULL && port > 0) {
+            registry = registry_view(reg, name, port);
+            ejected = ejected_view(gw, name, addr);
+        }
         const char *state = json_string_value(json_object_get(c, "state"));
         printf("%-22s %-21s %-11s %8d %8d  %-10s %s%s\n",
                json_string_value(json_object_get(c, "label")), addr, state,
@@ -116,14 +129,9 @@ int cli_status(int argc, char **argv)
         {"data-dir", "WARD_DATA", WARD_OPT_STRING, &data_dir, "the data directory of the running ward up", 0, 0},
         {"json", NULL, WARD_OPT_BOOL, &as_json, "print the stack and the gateway's status as one JSON document", 0, 0},
     };
-    switch (ward_config_parse(opts, 2, argc, argv, "ward status", CLI_VERSION, stdout, stderr)) {
-    case WARD_CONFIG_OK:
-        break;
-    case WARD_CONFIG_EXIT:
-        return 0;
-    case WARD_CONFIG_USAGE:
-        return 2;
-    }
+    int parsed = cli_parse_flags(opts, 2, argc, argv, "ward status");
+    if (parsed >= 0)
+        return parsed;
     char path[PATH_MAX + 16];
     cli_control_path(data_dir, path, sizeof path);
     char *text = NULL;
@@ -153,7 +161,14 @@ int cli_status(int argc, char **argv)
     } else {
         printf("registry: %s   data: %s\n\n", json_string_value(json_object_get(st, "registry")),
                json_string_value(json_object_get(st, "data_dir")));
-        print_children(st, gw);
+        struct ward_registry_settings rs;
+        ward_registry_settings_default(&rs);
+        rs.url = json_string_value(json_object_get(st, "registry"));
+        struct ward_registry *reg = NULL;
+        if (rs.url == NULL || ward_registry_new(&rs, &reg) != WARD_ERR_OK)
+            reg = NULL;
+        print_children(st, gw, reg);
+        ward_registry_free(reg);
         if (gw != NULL)
             print_routes(gw);
         else

@@ -431,15 +431,9 @@ int cli_up(int argc, char **argv)
         {"free-ports", "WARD_FREE_PORTS", WARD_OPT_BOOL, &u.free_ports, "every process on a port the kernel picks, not the defaults (8500, 8080-8084, 9901)", 0, 0},
         {"stop-timeout", "WARD_STOP_TIMEOUT", WARD_OPT_DURATION, &u.stop_timeout, "how long a child gets to stop after SIGTERM before SIGKILL", WARD_NS_PER_S, 3600 * WARD_NS_PER_S},
     };
-    switch (ward_config_parse(opts, sizeof opts / sizeof opts[0], argc, argv, "ward up",
-                              CLI_VERSION, stdout, stderr)) {
-    case WARD_CONFIG_OK:
-        break;
-    case WARD_CONFIG_EXIT:
-        return 0;
-    case WARD_CONFIG_USAGE:
-        return 2;
-    }
+    int parsed = cli_parse_flags(opts, sizeof opts / sizeof opts[0], argc, argv, "ward up");
+    if (parsed >= 0)
+        return parsed;
     if (u.registry_url != NULL && u.registry_url[0] == '\0')
         u.registry_url = NULL;
     if (u.instances != NULL && !instances_valid(u.instances)) {
