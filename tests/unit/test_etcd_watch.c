@@ -247,8 +247,13 @@ Test(etcd_watch, split_messages_events_compaction_and_silence)
     pthread_mutex_lock(&mu);
     cr_assert(ok, "history: %s", history);
     pthread_mutex_unlock(&mu);
-    cr_assert_eq(atomic_load(&ranges), 3);
-    cr_assert_eq(atomic_load(&watches), 3);
+    /* the third range happened; its watch follows it (and, silent for 300 ms, so does a
+     * fourth range: the counts are looked at as lower bounds, a loaded machine may be
+     * anywhere in that cycle) */
+    cr_assert_geq(atomic_load(&ranges), 3);
+    for (int i = 0; i < 300 && atomic_load(&watches) < 3; i++)
+        usleep(10000);
+    cr_assert_geq(atomic_load(&watches), 3, "no watch after the third range");
     int64_t t0 = ward_clock_now(ward_clock_real());
     ward_registry_free(r); /* a stream is open: free wakes it at once */
     cr_assert_lt(ward_clock_now(ward_clock_real()) - t0, 500 * MS);
